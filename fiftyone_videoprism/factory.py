@@ -1,0 +1,73 @@
+"""Building models and tokenizers: name -> config -> file -> arrays -> model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import mlx.core as mx
+
+from fiftyone_videoprism import hub
+from fiftyone_videoprism.checkpoint import load_checkpoint
+from fiftyone_videoprism.configs import (VideoPrismConfig, canonical_name, from_original_kwargs,
+                                         get_config)
+from fiftyone_videoprism.model import FactorizedEncoder, FactorizedVideoCLIP, build_model
+from fiftyone_videoprism.tokenizer import Tokenizer
+
+ModelSpec = str | VideoPrismConfig | Mapping[str, Any]
+
+
+def resolve_config(model: ModelSpec) -> tuple[str | None, VideoPrismConfig]:
+    """(canonical name or None, config) for a model name/alias, a config, a dict of original
+    constructor kwargs, or a path to a JSON file holding such kwargs (optionally under a
+    ``"config"`` key, as in the oracle fixtures)."""
+    if isinstance(model, VideoPrismConfig):
+        return None, model
+    if isinstance(model, Mapping):
+        return None, from_original_kwargs(model.get("config", model))
+    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".json"):
+        with open(model) as f:
+            data = json.load(f)
+        return None, from_original_kwargs(data.get("config", data))
+    if isinstance(model, str):
+        name = canonical_name(model)
+        return name, get_config(name)
+    raise TypeError(f"model must be a model name, a VideoPrismConfig, a dict of the original "
+                    f"constructor kwargs or a .json path; got {type(model).__name__}")
+
+
+def load_model(model: ModelSpec, checkpoint: str | os.PathLike | None = None
+               ) -> FactorizedEncoder | FactorizedVideoCLIP:
+    """A VideoPrism model with its weights loaded.
+
+    Args:
+        model: a name (``videoprism-lvt-base``, or an original name such as
+            ``videoprism_lvt_public_v1_base``), a :class:`VideoPrismConfig`, a dict of the
+            original constructor kwargs, or a ``.json`` file holding them.
+        checkpoint: a released-format ``flax_*_repeated.npz`` (converted once and cached beside
+            it) or a converted ``*.mlx.safetensors``. Optional for named models: then the
+            released file is found through ``FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR`` or
+            downloaded from the Hugging Face Hub.
+    """
+    name, config = resolve_config(model)
+    if checkpoint is None and name is None:
+        raise ValueError("a checkpoint path is required when the model is given as a config")
+    path = hub.checkpoint_file(name, checkpoint) if name else Path(checkpoint)
+    weights = load_checkpoint(path, config)
+    net = build_model(config)
+    net.load_weights(list(weights.items()), strict=True)
+    mx.eval(net.parameters())
+    net.eval()
+    return net
+
+
+def load_tokenizer(path: str | os.PathLike | None = None,
+                   vocabulary_size: int | None = None) -> Tokenizer:
+    """The c4_en SentencePiece tokenizer from ``path``, ``FIFTYONE_VIDEOPRISM_TOKENIZER`` or the
+    Hub; with ``vocabulary_size`` it is checked against a model's vocabulary."""
+    tokenizer = Tokenizer.from_file(hub.tokenizer_file(path))
+    if vocabulary_size is not None:
+        tokenizer.check_vocabulary(vocabulary_size)
+    return tokenizer

@@ -1,0 +1,377 @@
+"""The VideoPrism networks in MLX: arrays in, arrays out, no I/O.
+
+Class and attribute names follow the original Flax modules (``FactorizedEncoder``,
+``FactorizedVideoCLIP``, ``spatial_encoder``, ``temporal_ln``, ...) so this file reads side by
+side with VIDEOPRISM.md. Letters in shape comments: B batch, T frames, H=W image side,
+P patch side, G patches per side, N = G*G, D width, L text length, S sequence length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from fiftyone_videoprism.configs import VideoPrismConfig
+
+LN_EPS = 1e-6
+# The original replaces masked logits by this value (not -inf), so a fully masked row is uniform.
+_MASKED_LOGIT = -0.7 * float(np.finfo(np.float32).max)
+# 1 / softplus(0): PerDimScale is the identity at initialisation.
+_R_SOFTPLUS_0 = 1.442695041
+
+
+def _as_array(x, dtype=None) -> mx.array:
+    arr = x if isinstance(x, mx.array) else mx.array(np.asarray(x))
+    return arr if dtype is None else arr.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Positional tables
+
+
+@lru_cache(maxsize=64)
+def resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of JAX's anti-aliased bilinear resize along one axis.
+
+    Half-pixel centres; the triangle kernel is widened by n_in/n_out when shrinking (the
+    anti-aliasing), and each row is renormalised, which also clamps at the edges.
+    """
+    scale = n_in / n_out
+    width = max(scale, 1.0)
+    centres = (np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5
+    dist = np.abs(centres[:, None] - np.arange(n_in, dtype=np.float64)[None, :]) / width
+    w = np.maximum(0.0, 1.0 - dist)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resize_temporal_table(table: mx.array, num_frames: int) -> mx.array:
+    """(T0, D) -> (T, D)."""
+    if table.shape[0] == num_frames:
+        return table
+    return mx.array(resize_weights(table.shape[0], num_frames)) @ table
+
+
+def resize_spatial_table(table: mx.array, grid: tuple[int, int], new_grid: int) -> mx.array:
+    """(Gh*Gw, D) row-major table -> (G*G, D), resized separably (rows, then columns)."""
+    gh, gw = grid
+    if (gh, gw) == (new_grid, new_grid):
+        return table
+    d = table.shape[-1]
+    rows = mx.array(resize_weights(gh, new_grid))  # (G, Gh)
+    cols = mx.array(resize_weights(gw, new_grid))  # (G, Gw)
+    t = table.reshape(gh, gw * d)
+    t = (rows @ t).reshape(new_grid, gw, d)  # (G, Gw, D)
+    t = mx.einsum("jb,ibd->ijd", cols, t)  # (G, G, D)
+    return t.reshape(new_grid * new_grid, d)
+
+
+@lru_cache(maxsize=16)
+def sinusoid_table(length: int, dim: int) -> np.ndarray:
+    """Fixed text position table: [sin(p*r_k) | cos(p*r_k)], r_k geometric from 1 to 1e-4."""
+    half = dim // 2
+    inv_timescales = np.exp(-np.arange(half, dtype=np.float64) * math.log(1e4) / max(half - 1, 1))
+    angles = np.arange(length, dtype=np.float64)[:, None] * inv_timescales[None, :]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+
+
+def _capped_softmax(logits: mx.array, cap: float, mask: mx.array | None) -> mx.array:
+    if cap > 0:
+        logits = cap * mx.tanh(logits / cap)
+    if mask is not None:
+        logits = mx.where(mask, logits, _MASKED_LOGIT)
+    return mx.softmax(logits, axis=-1, precise=True)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with the original's 1/sqrt(d_h) query scaling and logit cap.
+
+    ``qkv`` fuses the original's separate query/key/value projections (one GEMM instead of
+    three); ``post`` is the output projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, logit_cap: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.logit_cap = logit_cap
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.post = nn.Linear(dim, dim)
+
+    def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
+        b, s, d = x.shape
+        h = self.num_heads
+        qkv = self.qkv(x).reshape(b, s, 3, h, d // h).transpose(2, 0, 3, 1, 4)  # (3, B, h, S, dh)
+        q, k, v = qkv[0] * (1.0 / math.sqrt(d // h)), qkv[1], qkv[2]
+        probs = _capped_softmax(q @ k.swapaxes(-1, -2), self.logit_cap, mask)  # (B, h, S, S)
+        out = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, d)
+        return self.post(out)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: x + Attn(LN(x)), then x + FFN(LN(x)); padded positions get no FFN update."""
+
+    def __init__(self, dim: int, mlp_dim: int, num_heads: int, logit_cap: float,
+                 activation: Callable[[mx.array], mx.array]):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.self_attention = Attention(dim, num_heads, logit_cap)
+        self.ff_layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ffn_layer1 = nn.Linear(dim, mlp_dim)
+        self.ffn_layer2 = nn.Linear(mlp_dim, dim)
+        self.activation = activation
+
+    def __call__(self, x: mx.array, mask: mx.array | None = None,
+                 keep: mx.array | None = None) -> mx.array:
+        x = x + self.self_attention(self.layer_norm(x), mask)
+        update = self.ffn_layer2(self.activation(self.ffn_layer1(self.ff_layer_norm(x))))
+        if keep is not None:
+            update = update * keep
+        return x + update
+
+
+class StackedTransformer(nn.Module):
+    def __init__(self, num_layers: int, dim: int, mlp_dim: int, num_heads: int,
+                 logit_cap: float, activation: Callable[[mx.array], mx.array]):
+        super().__init__()
+        self.layers = [TransformerBlock(dim, mlp_dim, num_heads, logit_cap, activation)
+                       for _ in range(num_layers)]
+
+    def __call__(self, x: mx.array, paddings: mx.array | None = None,
+                 causal: bool = False) -> mx.array:
+        """x (B, S, D); paddings (B, S) with 1 = padded (keys masked, no FFN update)."""
+        mask, keep = _attention_mask(x.shape[1], paddings, causal)
+        for layer in self.layers:
+            x = layer(x, mask, keep)
+        return x
+
+
+def _attention_mask(s: int, paddings: mx.array | None,
+                    causal: bool) -> tuple[mx.array | None, mx.array | None]:
+    """Boolean (B|1, 1, S, S) mask (True = attend) and the (B, S, 1) FFN keep factor."""
+    mask = mx.tril(mx.ones((s, s), dtype=mx.bool_))[None, None] if causal else None
+    if paddings is None:
+        return mask, None
+    valid = paddings < 0.5  # (B, S)
+    key_mask = valid[:, None, None, :]
+    if causal:
+        # The original masks padded query rows too in the causal case (they become uniform).
+        mask = mask & key_mask & valid[:, None, :, None]
+    else:
+        mask = key_mask
+    return mask, (1.0 - paddings)[..., None].astype(mx.float32)
+
+
+def l2_normalize(x: mx.array) -> mx.array:
+    x = x.astype(mx.float32)
+    return x * mx.rsqrt(mx.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Video encoder
+
+
+@dataclass
+class EncoderOutput:
+    tokens: mx.array  # (B, T*N, D): the model output
+    spatial_features: mx.array  # (B, T*N, D): after spatial_ln, frame-major
+
+
+class FactorizedEncoder(nn.Module):
+    """Factorised space-then-time ViT video encoder (the video-only VideoPrism models)."""
+
+    def __init__(self, config: VideoPrismConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        d = c.model_dim
+        self.patch_projection = nn.Linear(c.patch_size * c.patch_size * 3, d)
+        self.spatial_pos_emb = mx.zeros((c.pos_emb_shape[1] * c.pos_emb_shape[2], d))
+        self.temporal_pos_emb = mx.zeros((c.pos_emb_shape[0], d))
+        gelu = nn.gelu  # exact (erf) GELU, as in the original
+        self.spatial_encoder = StackedTransformer(c.num_spatial_layers, d, c.mlp_dim, c.num_heads,
+                                                  c.atten_logit_cap, gelu)
+        self.spatial_ln = nn.LayerNorm(d, eps=LN_EPS)
+        self.temporal_encoder = StackedTransformer(c.num_temporal_layers, d, c.mlp_dim,
+                                                   c.num_heads, c.atten_logit_cap, gelu)
+        self.temporal_ln = nn.LayerNorm(d, eps=LN_EPS)
+
+    def check_video(self, video: mx.array) -> None:
+        """Raises ValueError unless video is (B, T, S, S, 3) with S a multiple of the patch size."""
+        p = self.config.patch_size
+        if video.ndim != 5 or video.shape[-1] != 3:
+            raise ValueError(f"video must have shape (B, T, H, W, 3), got {tuple(video.shape)}")
+        _, t, hh, ww, _ = video.shape
+        if t < 1 or hh != ww or hh < p or hh % p:
+            raise ValueError(
+                f"video frames must be square with a side that is a positive multiple of "
+                f"{p} (e.g. {self.config.image_size}), and T >= 1; got shape {tuple(video.shape)}"
+            )
+
+    def __call__(self, video, frame_paddings=None) -> EncoderOutput:
+        """video (B, T, H, W, 3) float in [0, 1]; frame_paddings (B, T), 1 = padded frame."""
+        video = _as_array(video, mx.float32)
+        self.check_video(video)
+        b, t, s, _, _ = video.shape
+        p = self.config.patch_size
+        g = s // p
+        n = g * g
+        d = self.config.model_dim
+
+        # Patches are row-major over the grid, each flattened as (row in patch, col, channel).
+        x = video.reshape(b * t, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b * t, n, -1)
+        x = self.patch_projection(x)
+        x = x + resize_spatial_table(self.spatial_pos_emb, self.config.pos_emb_shape[1:], g)
+
+        frame_pad = None if frame_paddings is None else _as_array(frame_paddings, mx.float32)
+        spatial_pad = None
+        if frame_pad is not None:
+            spatial_pad = mx.broadcast_to(frame_pad.reshape(b * t, 1), (b * t, n))
+        x = self.spatial_ln(self.spatial_encoder(x, spatial_pad))  # (B*T, N, D)
+        spatial_features = x.reshape(b, t * n, d)
+
+        x = x.reshape(b, t, n, d).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+        x = x + resize_temporal_table(self.temporal_pos_emb, t)
+        temporal_pad = None
+        if frame_pad is not None:
+            temporal_pad = mx.broadcast_to(frame_pad[:, None, :], (b, n, t)).reshape(b * n, t)
+        x = self.temporal_ln(self.temporal_encoder(x, temporal_pad))  # (B*N, T, D)
+        tokens = x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t * n, d)
+        return EncoderOutput(tokens=tokens, spatial_features=spatial_features)
+
+    def encode_video(self, video, frame_paddings=None) -> mx.array:
+        """Tokens (B, T*N, D), frame-major (index t*N + row*G + col)."""
+        return self(video, frame_paddings).tokens
+
+
+# --------------------------------------------------------------------------------------------
+# Video-text (LvT) model
+
+
+class AttentionPooler(nn.Module):
+    """One learned query attending over all tokens; inner width 4*D, PerDimScale, no cap, LN."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        inner = 4 * dim
+        self.num_heads = num_heads
+        self.pooling_attention_query = mx.zeros((1, dim))
+        self.query = nn.Linear(dim, inner)
+        self.key = nn.Linear(dim, inner)
+        self.value = nn.Linear(dim, inner)
+        self.per_dim_scale = mx.zeros((inner // num_heads,))
+        self.post = nn.Linear(inner, dim)
+        self.layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """x (B, S, D) -> (B, D)."""
+        b, s, _ = x.shape
+        h = self.num_heads
+        dh = self.per_dim_scale.shape[0]
+        scale = (_R_SOFTPLUS_0 / math.sqrt(dh)) * nn.softplus(self.per_dim_scale)
+        q = self.query(self.pooling_attention_query).reshape(1, h, 1, dh) * scale
+        k = self.key(x).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
+        v = self.value(x).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
+        probs = mx.softmax(q @ k.swapaxes(-1, -2), axis=-1, precise=True)  # (B, h, 1, S)
+        out = (probs @ v).transpose(0, 2, 1, 3).reshape(b, h * dh)
+        return self.layer_norm(self.post(out))
+
+
+class TextEncoder(nn.Module):
+    """Causal CoCa-style text tower: sqrt(D)-scaled tokens + sinusoids, CLS appended last."""
+
+    def __init__(self, config: VideoPrismConfig):
+        super().__init__()
+        d = config.model_dim
+        self.dim = d
+        self.token_emb = nn.Embedding(config.vocabulary_size, d)
+        self.cls_emb = mx.zeros((1, 1, d))
+        self.unimodal_transformer = StackedTransformer(
+            config.num_unimodal_layers, d, 4 * d, config.num_heads, config.atten_logit_cap, nn.relu)
+        self.unimodal_ln = nn.LayerNorm(d, eps=LN_EPS)
+        self.causal = config.enable_causal_atten
+
+    def __call__(self, ids: mx.array, paddings: mx.array) -> mx.array:
+        """ids (B, L) int, paddings (B, L) 1 = pad -> CLS features (B, D), not normalised."""
+        b, length = ids.shape
+        scale = math.sqrt(self.dim)
+        x = self.token_emb(ids) * scale + mx.array(sinusoid_table(length, self.dim))
+        cls = mx.broadcast_to(self.cls_emb * scale, (b, 1, self.dim))
+        x = mx.concatenate([x, cls], axis=1)
+        paddings = mx.concatenate([paddings, mx.zeros((b, 1), dtype=paddings.dtype)], axis=1)
+        x = self.unimodal_transformer(x, paddings, causal=self.causal)
+        return self.unimodal_ln(x)[:, -1]
+
+
+@dataclass
+class VideoCLIPOutput:
+    spatial_features: mx.array  # (B, T*N, D)
+    spatiotemporal_features: mx.array  # (B, T*N, D): vision encoder output
+    video_embeddings: mx.array  # (B, D), not normalised
+    frame_embeddings: mx.array | None  # (B, T, D), not normalised
+
+
+class FactorizedVideoCLIP(nn.Module):
+    """VideoPrism video-text (LvT) model: video encoder + auxiliary layers + pooler, text tower."""
+
+    def __init__(self, config: VideoPrismConfig):
+        super().__init__()
+        if not config.is_lvt:
+            raise ValueError("FactorizedVideoCLIP needs an LvT config (vocabulary_size etc.)")
+        c = config
+        self.config = c
+        self.vision_encoder = FactorizedEncoder(c)
+        self.auxiliary_encoder = StackedTransformer(c.num_auxiliary_layers, c.model_dim, c.mlp_dim,
+                                                    c.num_heads, c.atten_logit_cap, nn.gelu)
+        self.contrastive_vision_pooler = AttentionPooler(c.model_dim, c.num_heads)
+        self.text_encoder = TextEncoder(c)
+
+    def __call__(self, video, frame_paddings=None, frame_embeddings: bool = False
+                 ) -> VideoCLIPOutput:
+        enc = self.vision_encoder(video, frame_paddings)
+        # As in the original, frame paddings do not reach the auxiliary layers or the pooler.
+        x = self.auxiliary_encoder(enc.tokens)
+        per_frame = None
+        if frame_embeddings:
+            b, tn, d = x.shape
+            t = _as_array(video).shape[1]
+            per_frame = self.contrastive_vision_pooler(x.reshape(b * t, tn // t, d))
+            per_frame = per_frame.reshape(b, t, d)
+        return VideoCLIPOutput(
+            spatial_features=enc.spatial_features,
+            spatiotemporal_features=enc.tokens,
+            video_embeddings=self.contrastive_vision_pooler(x),
+            frame_embeddings=per_frame,
+        )
+
+    def encode_video(self, video, normalize: bool = True, frame_paddings=None) -> mx.array:
+        """Video embeddings (B, D), unit-norm when normalize."""
+        emb = self(video, frame_paddings).video_embeddings
+        return l2_normalize(emb) if normalize else emb
+
+    def encode_text(self, ids, paddings, normalize: bool = True) -> mx.array:
+        """Text embeddings (B, D) from ids (B, L) and paddings (B, L) (1 = pad)."""
+        ids = _as_array(ids, mx.int32)
+        paddings = _as_array(paddings, mx.float32)
+        if ids.ndim != 2 or ids.shape != paddings.shape:
+            raise ValueError(f"ids and paddings must both be (B, L); got {tuple(ids.shape)} "
+                             f"and {tuple(paddings.shape)}")
+        # Trailing columns that are padding in every row cannot change the CLS output
+        # (padded keys are masked and the CLS has no position): skip computing them.
+        real = np.asarray(paddings < 0.5)
+        length = int(real.any(axis=0).nonzero()[0].max()) + 1 if real.any() else 1
+        emb = self.text_encoder(ids[:, :length], paddings[:, :length])
+        return l2_normalize(emb) if normalize else emb
+
+
+def build_model(config: VideoPrismConfig) -> FactorizedEncoder | FactorizedVideoCLIP:
+    """An uninitialised model of the config's class (weights come from checkpoint.py)."""
+    return FactorizedVideoCLIP(config) if config.is_lvt else FactorizedEncoder(config)
