@@ -1,0 +1,170 @@
+"""Tests for _blas: once fiftyone_videoprism is imported, MLX's CPU GEMM runs on OpenBLAS.
+
+The setup happens once per process, before mlx.core loads, so every case runs in a fresh
+interpreter. Speed is judged as a ratio to numpy's GEMM in the same process, never as an
+absolute time: MLX's reference BLAS is about 60x slower than numpy, optimised ones about as fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="only Linux needs a BLAS set up: MLX uses Accelerate on macOS",
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BLAS_FILE = ROOT / "fiftyone_videoprism" / "_blas.py"
+
+# Optimised MLX stays near numpy (0.5x-1.5x measured, 1 or 2 threads); reference BLAS ~0.02x.
+FAST_RATIO = 0.3
+SLOW_RATIO = 0.15
+
+# Prints blas_info(), the package's warnings, an MLX GEMM measured against numpy, and MLX's
+# LAPACK-backed inverse checked against numpy's float64 one (the LAPACK symbols move too).
+_REPORT = """
+    import json
+    import mlx.core as mx
+    import numpy as np
+    a = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
+    a += 16 * np.eye(64, dtype=np.float32)  # well conditioned, so float32 agrees closely
+    inverse = np.array(mx.linalg.inv(mx.array(a), stream=mx.cpu))
+    exact = np.linalg.inv(a.astype(np.float64))
+    print(json.dumps({
+        "info": info,
+        "warnings": [str(w.message) for w in caught if "fiftyone_videoprism:" in str(w.message)],
+        "gemm": gemm_gflops(n=GEMM_N, repeats=5) if GEMM_N else None,
+        "inv_rel_err": float(np.abs(inverse - exact).max() / np.abs(exact).max()),
+    }))
+"""
+
+# The package as a user imports it, optionally after mlx.core.
+_VIA_PACKAGE = """
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        {pre_import}
+        import fiftyone_videoprism
+    from fiftyone_videoprism._blas import blas_info, gemm_gflops
+    info = blas_info()
+"""
+
+# _blas.py loaded from its file with the setup off, then made to take the route of a machine
+# without libgfortran.so.5; the package is not imported, as it may import mlx.core itself.
+_VIA_MLX_GFORTRAN = """
+    import importlib.util, os, pathlib, warnings
+    os.environ["FIFTYONE_VIDEOPRISM_BLAS"] = "off"
+    spec = importlib.util.spec_from_file_location("blas_under_test", {blas_file!r})
+    blas = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blas)
+    with warnings.catch_warnings(record=True) as caught:
+        blas._load_with_mlx_gfortran(pathlib.Path({library!r}))
+    gemm_gflops = blas.gemm_gflops
+    info = {{"gfortran_maps": sorted({{
+        line.split()[-1] for line in open("/proc/self/maps") if "libgfortran" in line
+    }})}}
+"""
+
+
+def _wheel_library() -> str:
+    """Path of the ngsolve-openblas wheel's OpenBLAS: a dependency on Linux x86-64 only."""
+    spec = importlib.util.find_spec("ngsolve_openblas")
+    if spec is None:
+        if platform.machine() != "x86_64":
+            pytest.skip("ngsolve-openblas has Linux x86-64 wheels only")
+        pytest.fail("ngsolve-openblas, a dependency on Linux x86-64, is not installed")
+    return str(next(Path(spec.submodule_search_locations[0]).glob("libopenblas*.so*")))
+
+
+def _run(code: str, gemm_n: int = 0, **env: str) -> dict[str, Any]:
+    """Run ``code`` then the report in a fresh interpreter at the repo root; return its JSON."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FIFTYONE_VIDEOPRISM_BLAS")}
+    environ.update(env)
+    script = textwrap.dedent(code) + textwrap.dedent(_REPORT).replace("GEMM_N", str(gemm_n))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _package(pre_import: str = "pass") -> str:
+    """Code importing the package as a user does, after ``pre_import``."""
+    return _VIA_PACKAGE.format(pre_import=pre_import)
+
+
+def test_auto_makes_mlx_gemm_fast_and_right() -> None:
+    report = _run(_package(), gemm_n=512)
+    info, gemm = report["info"], report["gemm"]
+    assert info["problem"] is None and report["warnings"] == []
+    assert info["library"].startswith("OpenBLAS"), info
+    assert info["threads"] >= 1 and not info["mlx_imported_first"]
+    assert gemm["ratio"] >= FAST_RATIO, gemm
+    assert gemm["max_rel_err"] < 1e-5, gemm
+    assert report["inv_rel_err"] < 1e-5, report
+
+
+def test_mlx_gfortran_stands_in_for_a_missing_system_one() -> None:
+    code = _VIA_MLX_GFORTRAN.format(blas_file=str(BLAS_FILE), library=_wheel_library())
+    report = _run(code, gemm_n=512)
+    maps = report["info"]["gfortran_maps"]
+    # Only bundled (hashed) runtimes are mapped: numpy's, and mlx-cpu's standing in.
+    assert maps and all(Path(m).parent.name.endswith(".libs") for m in maps), maps
+    assert any("mlx" in Path(m).parent.name for m in maps), maps
+    assert report["gemm"]["ratio"] >= FAST_RATIO, report["gemm"]
+    assert report["gemm"]["max_rel_err"] < 1e-5
+    assert report["inv_rel_err"] < 1e-5
+
+
+def test_off_keeps_the_reference_blas() -> None:
+    report = _run(_package(), gemm_n=256, FIFTYONE_VIDEOPRISM_BLAS="off")
+    assert report["info"]["path"] is None and report["warnings"] == []
+    assert report["gemm"]["ratio"] < SLOW_RATIO, report["gemm"]
+    assert report["gemm"]["max_rel_err"] < 1e-5
+
+
+def test_mlx_imported_first_warns() -> None:
+    report = _run(_package(pre_import="import mlx.core"))
+    assert report["info"]["mlx_imported_first"] and report["info"]["path"] is None
+    (message,) = report["warnings"]
+    assert "Import fiftyone_videoprism before mlx" in message
+    assert "FIFTYONE_VIDEOPRISM_BLAS=off" in message
+
+
+def test_explicit_library_and_thread_count() -> None:
+    path = _wheel_library()
+    report = _run(_package(), FIFTYONE_VIDEOPRISM_BLAS=path, FIFTYONE_VIDEOPRISM_BLAS_THREADS="1")
+    assert report["info"]["path"] == path and report["info"]["threads"] == 1
+    assert report["warnings"] == [] and report["inv_rel_err"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("/nonexistent/libcblas.so", "set FIFTYONE_VIDEOPRISM_BLAS to 'auto', 'off'"),
+        ("libm.so.6", "does not export cblas_sgemm"),
+    ],
+    ids=["missing-file", "not-a-cblas"],
+)
+def test_unusable_setting_warns_and_keeps_reference(setting: str, expected: str) -> None:
+    report = _run(_package(), FIFTYONE_VIDEOPRISM_BLAS=setting)
+    assert report["info"]["path"] is None
+    (message,) = report["warnings"]
+    assert expected in message and setting in message
