@@ -1,6 +1,7 @@
 """``fiftyone-videoprism``: register the zoo models, embed and index video datasets, search them
 by text, tag them zero-shot, from the shell.
 
+    fiftyone-videoprism demo
     fiftyone-videoprism register
     fiftyone-videoprism embed /path/to/videos --classes "cooking,swimming" --query "a dog" --app
     fiftyone-videoprism search videos "a person cooking" -k 5
@@ -78,6 +79,17 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--app", action="store_true", help="open the FiftyOne App at the end")
     group.add_argument("--port", type=int, help="App port (default: FiftyOne's)")
 
+    demo = commands.add_parser(
+        "demo", parents=[model, app], help="the main job on sample videos written here",
+        description="Writes a few sample clips (coloured shapes moving over backgrounds), then "
+                    "runs 'embed' on them: dataset, embeddings, text-search index, zero-shot "
+                    "tags, and the top matches of a text query.")
+    demo.add_argument("--folder", default=str(Path.home() / "fiftyone" / "videoprism-demo"),
+                      help="where the sample clips are written (default: %(default)s)")
+    demo.add_argument("--dataset", default="videoprism-demo",
+                      help="dataset name (default: %(default)s)")
+    demo.set_defaults(run=_demo)
+
     register = commands.add_parser(
         "register", help="install the VideoPrism zoo source (idempotent)",
         description="Installs the VideoPrism models into FiftyOne's model zoo folder so that "
@@ -130,6 +142,18 @@ def _build_parser() -> argparse.ArgumentParser:
 # Commands
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism import demo
+
+    paths = demo.write_demo_videos(args.folder)
+    print(f"{len(paths)} sample clips in {args.folder}")
+    args = argparse.Namespace(
+        **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
+        backend=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
+        templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False)
+    return _embed(args)
+
+
 def _register(args: argparse.Namespace) -> int:
     from fiftyone_videoprism.zoo import register_zoo, zoo_model_names
 
@@ -144,9 +168,9 @@ def _embed(args: argparse.Namespace) -> int:
 
     from fiftyone_videoprism import apply
 
+    model, model_kwargs = _load_model(args)
     dataset = _dataset_for(args.source, args.dataset)
     print(f"Dataset '{dataset.name}': {len(dataset)} videos")
-    model, model_kwargs = _load_model(args)
     stats = apply.compute_embeddings(dataset, model, args.field, skip_existing=not args.recompute)
     _report("Embedded", stats)
 

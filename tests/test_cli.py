@@ -90,6 +90,41 @@ def test_embed_folder_then_search_and_tag(capsys, tiny_models, video_folder) -> 
             fo.delete_dataset(name)
 
 
+def test_demo_runs_the_main_job_on_its_sample_clips(capsys, tiny_models, tmp_path) -> None:
+    from fiftyone_videoprism import demo
+
+    name = unique_name("demo")
+    try:
+        code = main(["demo", "--folder", str(tmp_path / "clips"), "--dataset", name,
+                     *_model_args(tiny_models)])
+        out = capsys.readouterr().out
+        assert code == 0
+        dataset = fo.load_dataset(name)
+        assert len(dataset) == len(demo.SCENES) == dataset.count("videoprism")
+        assert dataset.count("videoprism_zero_shot") == len(demo.SCENES)
+        assert set(dataset.distinct("videoprism_zero_shot.label")) <= set(demo.CLASSES)
+        matches = _printed_matches(out)
+        assert f"Top 3 for {demo.QUERY!r}" in out and len(matches) == 3
+        assert {p for _, p in matches} <= set(dataset.values("filepath"))
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+
+
+def test_demo_without_weights_says_how_to_point_at_local_files(capsys, tmp_path,
+                                                               monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.delenv("FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR", raising=False)
+    assert main(["demo", "--folder", str(tmp_path / "clips"), "--dataset",
+                 unique_name("demo-offline")]) == 1
+    err = capsys.readouterr().err
+    assert "flax_lvt_base_f16r288_repeated.npz" in err
+    assert "FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR" in err
+
+
 def test_user_errors_exit_1_with_a_message(capsys, tiny_models) -> None:
     assert main(["search", unique_name("missing"), "a dog"]) == 1
     assert "neither a folder nor a FiftyOne dataset" in capsys.readouterr().err
