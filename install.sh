@@ -2,20 +2,29 @@
 # Installs fiftyone-videoprism into ./.venv with everything it needs on a fresh Linux or macOS
 # machine: system ffmpeg (FiftyOne reads video metadata with ffprobe), the package, its test
 # extra, and on Linux a MongoDB build that FiftyOne can run when its default one has none.
+#   ./install.sh            the package, tests included
+#   ./install.sh --browser  also Chromium, for the App browser test (tests/test_browser.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+BROWSER=0
+[ "${1:-}" = "--browser" ] && BROWSER=1
 
-if ! command -v ffprobe >/dev/null 2>&1; then
+system_install() {  # system_install <apt package> <brew package>
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$1" >/dev/null
   elif command -v brew >/dev/null 2>&1; then
-    brew install ffmpeg
+    brew install "$2"
   else
-    echo "install.sh: please install ffmpeg (ffprobe) with your system's package manager" >&2
+    echo "install.sh: please install $1 with your system's package manager" >&2
     exit 1
   fi
+}
+
+command -v ffprobe >/dev/null 2>&1 || system_install ffmpeg ffmpeg
+if [ "$BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  system_install chromium chromium
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -16,6 +16,8 @@ from fiftyone_videoprism.tokenizer import tokenize
 # name -> module, for the names that need FiftyOne
 _LAZY = {
     "register_zoo": "fiftyone_videoprism.zoo",
+    "install_plugin": "fiftyone_videoprism.plugin",
+    "uninstall_plugin": "fiftyone_videoprism.plugin",
     "VideoPrismModel": "fiftyone_videoprism.fo_model",
     "VideoPrismModelConfig": "fiftyone_videoprism.fo_model",
     "compute_embeddings": "fiftyone_videoprism.apply",

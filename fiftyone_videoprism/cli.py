@@ -3,6 +3,7 @@ by text, tag them zero-shot, from the shell.
 
     fiftyone-videoprism demo
     fiftyone-videoprism register
+    fiftyone-videoprism install-plugin
     fiftyone-videoprism embed /path/to/videos --classes "cooking,swimming" --query "a dog" --app
     fiftyone-videoprism search videos "a person cooking" -k 5
     fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
@@ -96,6 +97,16 @@ def _build_parser() -> argparse.ArgumentParser:
                     "foz.load_zoo_model('videoprism-lvt-base') and the App find them.")
     register.set_defaults(run=_register)
 
+    for verb, run, text in (("install-plugin", _install_plugin,
+                              "install the App operators into FiftyOne's plugins folder "
+                              "(idempotent; registers the zoo models too)"),
+                             ("uninstall-plugin", _uninstall_plugin,
+                              "remove the folder written by install-plugin")):
+        plugin = commands.add_parser(verb, help=text, description=text)
+        plugin.add_argument("--plugins-dir",
+                            help="plugins folder (default: fo.config.plugins_dir)")
+        plugin.set_defaults(run=run)
+
     embed = commands.add_parser(
         "embed", parents=[model, zero_shot, app],
         help="embed a folder of videos or a dataset, index it for text search",
@@ -160,6 +171,22 @@ def _register(args: argparse.Namespace) -> int:
     folder = register_zoo()
     print(f"Registered the VideoPrism zoo source in {folder}")
     print("Models: " + ", ".join(zoo_model_names()))
+    return 0
+
+
+def _install_plugin(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.plugin import install_plugin
+
+    print(f"Installed the VideoPrism operators in {install_plugin(args.plugins_dir)}")
+    return 0
+
+
+def _uninstall_plugin(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.plugin import plugin_dir, uninstall_plugin
+
+    removed = uninstall_plugin(args.plugins_dir)
+    where = plugin_dir(args.plugins_dir)
+    print(f"Removed {where}" if removed else f"Nothing to remove at {where}")
     return 0
 
 

@@ -142,3 +142,14 @@ def test_module_entry_point_runs() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("register", "embed", "search", "tag"):
         assert command in done.stdout
+
+
+def test_install_and_uninstall_plugin(capsys, tmp_path) -> None:
+    plugins = tmp_path / "plugins"
+    assert main(["install-plugin", "--plugins-dir", str(plugins)]) == 0
+    assert (plugins / "fiftyone-videoprism" / "fiftyone.yml").is_file()
+    assert str(plugins / "fiftyone-videoprism") in capsys.readouterr().out
+    assert main(["uninstall-plugin", "--plugins-dir", str(plugins)]) == 0
+    assert not (plugins / "fiftyone-videoprism").exists()
+    assert main(["uninstall-plugin", "--plugins-dir", str(plugins)]) == 0
+    assert "Nothing to remove" in capsys.readouterr().out

@@ -1,0 +1,584 @@
+"""FiftyOne plugin operators: embed videos, tag them zero-shot, build a text-searchable
+similarity index and search it by text, from the App (immediately or delegated) or with
+``fiftyone.operators.execute_operator``.
+
+FiftyOne runs this file from a path under a made-up module name (through the shim that
+:func:`fiftyone_videoprism.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
+so it imports the package absolutely. The operators only build forms and read parameters; the
+work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.apply`,
+``fiftyone.brain.compute_similarity`` and ``sort_by_similarity``.
+
+Weights come from the Hugging Face Hub or the ``FIFTYONE_VIDEOPRISM_*`` environment variables
+of the process that runs the operator; the "Local files" section of each form points to local
+copies instead. Those paths are operator parameters, so a delegated run stores them and its
+worker loads the same files.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fiftyone.brain as fob
+import fiftyone.core.fields as fof
+import fiftyone.core.labels as fol
+import fiftyone.core.utils as fou
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+import fiftyone.zoo as foz
+
+from fiftyone_videoprism import apply, zeroshot
+from fiftyone_videoprism.configs import get_config
+from fiftyone_videoprism.fo_model import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from fiftyone_videoprism.zoo import register_zoo, zoo_model_names
+
+T = TypeVar("T")
+
+DEFAULT_EMBEDDINGS_FIELD = "videoprism"
+DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
+DEFAULT_BRAIN_KEY = "videoprism"
+DEFAULT_DIST_FIELD = "videoprism_similarity"
+# Seconds between progress reports: often enough to look alive, rare enough to cost nothing.
+_PROGRESS_INTERVAL = 1.0
+
+# Label types whose class names can seed a zero-shot class list, with the list attribute that
+# holds the individual labels ("" for single labels).
+_CLASS_SOURCE_TYPES: dict[type, str] = {
+    fol.Classification: "",
+    fol.Classifications: "classifications",
+    fol.Detection: "",
+    fol.Detections: "detections",
+    fol.TemporalDetection: "",
+    fol.TemporalDetections: "detections",
+}
+_ZERO_SHOT_TYPES = (fol.Classification,)
+
+
+class ComputeEmbeddings(foo.Operator):
+    """Stores one VideoPrism embedding per video or clip in a sample field."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name="compute_embeddings",
+            label="Compute embeddings (VideoPrism)",
+            description="Store one VideoPrism embedding per video or clip in a field",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Embed")
+        model_form(ctx, inputs, text=False)
+        field = embeddings_field_form(ctx, inputs, DEFAULT_EMBEDDINGS_FIELD,
+                                      "Sample field that receives the embeddings")
+        if field is not None:
+            target = ctx.target_view()
+            if target.has_field(field):
+                missing = len(target.exists(field, False))
+                choices = types.RadioGroup()
+                choices.add_choice("skip", label=f"Embed only the {missing} videos without one")
+                choices.add_choice("overwrite", label=f"Recompute all {len(target)} videos")
+                inputs.enum("existing", choices.values(), default="skip", view=choices,
+                            label=f"'{field}' already exists")
+        return types.Property(inputs, view=types.View(label="Compute VideoPrism embeddings"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, _ = load_model(ctx)
+        field = ctx.params.get("embeddings_field") or DEFAULT_EMBEDDINGS_FIELD
+        skip = ctx.params.get("existing", "skip") == "skip"
+        stats = yield from run_with_progress(
+            ctx, "Embedding videos",
+            lambda progress: apply.compute_embeddings(target, model, field, skip_existing=skip,
+                                                      progress=progress),
+        )
+        yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
+
+
+class ZeroShotTag(foo.Operator):
+    """Classifies videos zero-shot over typed, field-derived or file-listed classes."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name="zero_shot_tag",
+            label="Zero-shot tag (VideoPrism)",
+            description="Classify videos over class names given as text, with an LvT model",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Tag")
+        model_form(ctx, inputs, text=True)
+        classes_form(ctx, inputs)
+        templates_form(ctx, inputs)
+        new_field_form(ctx, inputs, "label_field", DEFAULT_LABEL_FIELD, "Label field",
+                       "Field that receives one Classification per video",
+                       allowed_types=_ZERO_SHOT_TYPES)
+        inputs.bool("store_logits", default=False, label="Store logits",
+                    description="Keep the per-class logits (similarity / 0.01) on each label")
+        inputs.bool("tag_samples", default=False, label="Also add sample tags",
+                    description="Add each video's predicted class to its sample tags")
+        embeddings_field_form(
+            ctx, inputs, None,
+            "Optional: embeddings of the same model are reused from this field (no "
+            "decoding), and new ones are stored there",
+        )
+        return types.Property(inputs, view=types.View(label="Zero-shot tag with VideoPrism"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        classes = resolve_classes(ctx)
+        model, _ = load_model(ctx)
+        model.config.classes = classes
+        model.config.prompt_templates = list(zeroshot.check_templates(
+            ctx.params.get("prompt_templates") or None))
+        model.store_logits = bool(ctx.params.get("store_logits", False))
+        field = ctx.params.get("label_field") or DEFAULT_LABEL_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Tagging videos",
+            lambda progress: apply.apply_zero_shot(
+                target, model, field,
+                embeddings_field=ctx.params.get("embeddings_field") or None,
+                tag_samples=bool(ctx.params.get("tag_samples", False)),
+                progress=progress,
+            ),
+        )
+        yield from finish(ctx, f"Tagged {stats.written} videos into '{field}' over "
+                               f"{len(classes)} classes", stats)
+
+
+class BuildTextIndex(foo.Operator):
+    """Embeds the videos and registers a similarity index that the App can query by text."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name="build_text_index",
+            label="Build text index (VideoPrism)",
+            description="Index videos for text search in the App's similarity search box",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Index")
+        new_brain_key_form(ctx, inputs)
+        model_form(ctx, inputs, text=True)
+        field = embeddings_field_form(
+            ctx, inputs, DEFAULT_EMBEDDINGS_FIELD,
+            "Embeddings already in this field are reused (they must come from the same model "
+            "and settings); missing ones are computed and stored there",
+        )
+        if field is not None and ctx.target_view().has_field(field):
+            target = ctx.target_view()
+            have = len(target.exists(field))
+            inputs.view("reuse", types.Notice(
+                label=f"Reusing {have} of {len(target)} embeddings stored in '{field}'"))
+        backends = installed_similarity_backends()
+        default = fob.brain_config.default_similarity_backend
+        inputs.enum("backend", backends, default=default if default in backends else backends[0],
+                    label="Backend", view=types.DropdownView(),
+                    description="Similarity backends whose client package is installed here")
+        return types.Property(inputs, view=types.View(label="Build a VideoPrism text index"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, model_kwargs = load_model(ctx)
+        field = ctx.params.get("embeddings_field") or DEFAULT_EMBEDDINGS_FIELD
+        brain_key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
+        stats = yield from run_with_progress(
+            ctx, "Embedding videos",
+            lambda progress: apply.compute_embeddings(target, model, field, skip_existing=True,
+                                                      progress=progress),
+        )
+        # By zoo name and load kwargs, not the model object: the index records them, so the App
+        # server (another process) can load the text encoder for every query.
+        fob.compute_similarity(
+            target,
+            model=ctx.params.get("model", DEFAULT_MODEL),
+            model_kwargs=model_kwargs,
+            embeddings=field,
+            brain_key=brain_key,
+            backend=ctx.params.get("backend"),
+        )
+        yield from finish(ctx, f"Built text index '{brain_key}' over {len(target)} videos",
+                          stats)
+
+
+class SearchByText(foo.Operator):
+    """Sorts the current view by similarity to a text query through a prompt-capable index."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name="search_by_text",
+            label="Search by text (VideoPrism)",
+            description="Sort the current view by a text query; store the similarity per video",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        text_index_form(ctx, inputs)
+        query = inputs.str("query", required=True, label="Query",
+                           description="e.g. a person cooking in a kitchen")
+        if ctx.params.get("query") is not None and not ctx.params["query"].strip():
+            query.invalid = True
+            query.error_message = "Enter a text query"
+        inputs.int("k", min=1, label="Number of matches",
+                   description="Keep only the k best matches; empty: sort the whole view")
+        inputs.bool("reverse", default=False, label="Least similar first")
+        inputs.str("dist_field", default=DEFAULT_DIST_FIELD, label="Similarity field",
+                   description="Sample field that stores each match's distance to the query "
+                               "(overwritten by each search); empty: store nothing")
+        name = inputs.str("saved_view", label="Save as view",
+                          description="Optional: save the result under this view name")
+        wanted = ctx.params.get("saved_view")
+        if wanted and ctx.dataset.has_saved_view(wanted):
+            name.invalid = True
+            name.error_message = f"A saved view named '{wanted}' already exists"
+        return types.Property(inputs, view=types.View(label="Search videos by text"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        view = ctx.view.sort_by_similarity(
+            ctx.params["query"],
+            k=ctx.params.get("k"),
+            reverse=bool(ctx.params.get("reverse", False)),
+            dist_field=ctx.params.get("dist_field", DEFAULT_DIST_FIELD) or None,
+            brain_key=ctx.params["brain_key"],
+        )
+        saved = ctx.params.get("saved_view")
+        if saved:
+            ctx.dataset.save_view(saved, view)
+        if not ctx.delegated:
+            yield ctx.ops.set_view(view)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared form pieces
+
+
+def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
+    """Model choice, sampling, batching and the optional local-files section."""
+    names = [n for n in zoo_model_names() if get_config(n).is_lvt or not text]
+    model = inputs.enum(
+        "model", names, default=DEFAULT_MODEL, label="Model", view=types.DropdownView(),
+        description="VideoPrism video-text (LvT) models embed text prompts"
+        if text else "LvT models also support text search and zero-shot tagging",
+    )
+    chosen = ctx.params.get("model")
+    if text and chosen is not None and chosen in zoo_model_names() and chosen not in names:
+        model.invalid = True
+        model.error_message = (f"{chosen} has no text encoder, so it cannot embed prompts; "
+                               "choose an LvT model")
+    inputs.int("num_frames", min=1, label="Frames per video",
+               description="Sampled uniformly over each video or clip; empty: the model's "
+                           "trained count")
+    inputs.int("batch_size", min=1, default=DEFAULT_BATCH_SIZE, label="Batch size",
+               description="Videos per MLX call")
+    inputs.bool("local_files", default=False, label="Local files",
+                description="Load weights, tokenizer or architecture from local paths "
+                            "instead of the Hub or the FIFTYONE_VIDEOPRISM_* variables")
+    if not ctx.params.get("local_files", False):
+        return
+    paths = [
+        ("checkpoint_path", "Checkpoint",
+         "A released flax_*_repeated.npz, a converted *.mlx.safetensors, or their folder"),
+        ("model_config", "Architecture (JSON)",
+         "Original constructor kwargs overriding the model's architecture; needs a checkpoint"),
+    ]
+    if text:
+        paths.append(("tokenizer_path", "Tokenizer", "The c4_en SentencePiece .model file"))
+    for key, label, description in paths:
+        prop = inputs.str(key, label=label, description=description)
+        value = ctx.params.get(key)
+        if value and not Path(value).expanduser().exists():
+            prop.invalid = True
+            prop.error_message = f"Nothing at '{value}'"
+        elif key == "model_config" and value and not ctx.params.get("checkpoint_path"):
+            prop.invalid = True
+            prop.error_message = "An architecture override needs its checkpoint too"
+
+
+def embeddings_field_form(ctx, inputs: types.Object, default: str | None,
+                          description: str) -> str | None:
+    """The embeddings field input (empty: ``default``, which None makes optional); flags a
+    field that exists but holds something else."""
+    prop = inputs.str("embeddings_field", default=default, label="Embeddings field",
+                      description=description)
+    field = ctx.params.get("embeddings_field") or default
+    if not field:
+        return None
+    target = ctx.target_view()
+    if target.has_field(field) and not _is_vector_field(target.get_field(field)):
+        prop.invalid = True
+        prop.error_message = f"Field '{field}' exists and does not hold embeddings"
+        return None
+    return field
+
+
+def new_field_form(ctx, inputs: types.Object, name: str, default: str, label: str,
+                   description: str, *, allowed_types: tuple[type, ...]) -> None:
+    """An output label field; an existing field needs "overwrite" and a compatible type."""
+    prop = inputs.str(name, default=default, label=label, description=description)
+    field = ctx.params.get(name) or default
+    target = ctx.target_view()
+    if not field or not target.has_field(field):
+        return
+    existing = target.get_field(field)
+    if not (isinstance(existing, fof.EmbeddedDocumentField)
+            and issubclass(existing.document_type, allowed_types)):
+        prop.invalid = True
+        prop.error_message = f"Field '{field}' exists and holds other data; choose another name"
+        return
+    inputs.bool("overwrite", default=False, label=f"Overwrite '{field}'",
+                description="Replace the labels already stored there")
+    if not ctx.params.get("overwrite", False):
+        prop.invalid = True
+        prop.error_message = f"Field '{field}' already exists; tick Overwrite or rename"
+
+
+def classes_form(ctx, inputs: types.Object) -> None:
+    """Where the class names come from, and a preview (or the reason there are none)."""
+    sources = types.RadioGroup()
+    sources.add_choice("text", label="Type them")
+    sources.add_choice("field", label="From a label field")
+    sources.add_choice("file", label="From a text file")
+    inputs.enum("classes_from", sources.values(), default="text", view=sources,
+                label="Classes")
+    source = ctx.params.get("classes_from", "text")
+    if source == "text":
+        prop = inputs.str("classes", required=True, label="Class names",
+                          description="Comma-separated, e.g. cooking, swimming, playing drums")
+    elif source == "field":
+        fields = sorted(ctx.dataset.get_field_schema(
+            embedded_doc_type=tuple(_CLASS_SOURCE_TYPES)).keys())
+        if not fields:
+            prop = inputs.str("classes_field", required=True, label="Label field",
+                              view=types.HiddenView())
+            prop.invalid = True
+            prop.error_message = "This dataset has no label fields to take classes from"
+            inputs.view("no_fields", types.Warning(label=prop.error_message))
+            return
+        prop = inputs.enum("classes_field", fields, required=True, label="Label field",
+                           view=types.DropdownView(),
+                           description="Its distinct label values become the classes")
+    else:
+        prop = inputs.str("classes_file", required=True, label="Class file",
+                          description="A UTF-8 text file with one class name per line")
+    try:
+        classes = resolve_classes(ctx)
+    except (ValueError, OSError) as err:
+        # Nothing entered yet is not an error to show; the required flag covers submission.
+        if _class_param(ctx) is not None:
+            prop.invalid = True
+            prop.error_message = str(err)
+        return
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+    inputs.view("classes_preview", types.Notice(label=f"{len(classes)} classes: {shown}"))
+
+
+def templates_form(ctx, inputs: types.Object) -> None:
+    """Prompt templates, each with one ``{}``; several are averaged per class."""
+    prop = inputs.list("prompt_templates", types.String(), default=list(zeroshot.DEFAULT_TEMPLATES),
+                       label="Prompt templates",
+                       description="Each with one {} for the class name; several are averaged")
+    try:
+        zeroshot.check_templates(ctx.params.get("prompt_templates") or None)
+    except ValueError as err:
+        prop.invalid = True
+        prop.error_message = str(err)
+
+
+def new_brain_key_form(ctx, inputs: types.Object) -> None:
+    """A brain key that is free and a valid identifier."""
+    prop = inputs.str("brain_key", default=DEFAULT_BRAIN_KEY, label="Brain key",
+                      description="Name of the index; the App's search box lists it")
+    key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
+    if key and key in ctx.dataset.list_brain_runs():
+        prop.invalid = True
+        prop.error_message = f"Brain key '{key}' already exists"
+    elif key and not key.isidentifier():
+        prop.invalid = True
+        prop.error_message = "Brain keys must be valid variable names, e.g. videoprism_text"
+
+
+def text_index_form(ctx, inputs: types.Object) -> None:
+    """The choice among this dataset's similarity indexes that accept text prompts."""
+    keys = text_indexes(ctx.dataset)
+    if not keys:
+        message = ("This dataset has no similarity indexes that support text prompts; "
+                   "build one with 'Build text index (VideoPrism)'")
+        inputs.view("no_index", types.Warning(label=message))
+        prop = inputs.str("brain_key", required=True, view=types.HiddenView())
+        prop.invalid = True
+        prop.error_message = message
+        return
+    default = DEFAULT_BRAIN_KEY if DEFAULT_BRAIN_KEY in keys else keys[0]
+    prop = inputs.enum("brain_key", keys, default=default, required=True, label="Index",
+                       view=types.DropdownView())
+    wanted = ctx.params.get("brain_key")
+    if wanted is not None and wanted not in keys:
+        prop.invalid = True
+        prop.error_message = f"'{wanted}' is not a text-searchable index of this dataset"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters -> library arguments
+
+
+def model_kwargs(ctx) -> dict[str, Any]:
+    """Zoo load kwargs from the form; local paths are made absolute so that other processes
+    (a delegated worker, the App server answering text queries) find the same files."""
+    kwargs: dict[str, Any] = {
+        "num_frames": ctx.params.get("num_frames"),
+        "batch_size": ctx.params.get("batch_size"),
+    }
+    if ctx.params.get("local_files", False):
+        for key in ("checkpoint_path", "tokenizer_path", "model_config"):
+            value = ctx.params.get(key)
+            if value:
+                kwargs[key] = os.path.abspath(os.path.expanduser(value))
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def load_model(ctx):
+    """The chosen zoo model and its load kwargs (the zoo source is installed first, since this
+    process may be a fresh delegated worker)."""
+    register_zoo()
+    kwargs = model_kwargs(ctx)
+    return foz.load_zoo_model(ctx.params.get("model", DEFAULT_MODEL), **kwargs), kwargs
+
+
+def resolve_classes(ctx) -> list[str]:
+    """The class list the form describes, in a stable order, without duplicates.
+
+    Raises:
+        ValueError: nothing given, or the source yields no class names
+        OSError: the class file cannot be read
+    """
+    source = ctx.params.get("classes_from", "text")
+    value = _class_param(ctx)
+    if not value:
+        raise ValueError("Enter at least one class name")
+    if source == "text":
+        names = value.split(",")
+    elif source == "field":
+        names = ctx.dataset.distinct(_label_path(ctx.dataset, value))
+    else:
+        names = Path(value).expanduser().read_text(encoding="utf-8").splitlines()
+    classes = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    if not classes:
+        raise ValueError(f"No class names in {value!r}")
+    return classes
+
+
+def text_indexes(dataset) -> list[str]:
+    """Brain keys of the similarity indexes of ``dataset`` that accept text prompts."""
+    return [key for key in dataset.list_brain_runs(type=fob.Similarity)
+            if dataset.get_brain_info(key).config.supports_prompts]
+
+
+def installed_similarity_backends() -> list[str]:
+    """Similarity backends whose requirements are met here (sklearn always is)."""
+    import eta.core.utils as etau
+
+    names = []
+    for name, spec in fob.brain_config.similarity_backends.items():
+        try:
+            etau.get_class(spec["config_cls"])().build().ensure_requirements()
+        except (ImportError, ValueError):
+            # A missing client package (PackageError is an ImportError), or a backend that
+            # cannot even be configured without extra settings: not offered.
+            continue
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def run_with_progress(ctx, label: str,
+                      work: Callable[[Callable], T]) -> Generator[Any, None, T]:
+    """Runs ``work(progress)``, where ``progress`` is a FiftyOne progress callback, and reports
+    its progress; returns what ``work`` returns (use with ``yield from``).
+
+    Delegated runs report through ``ctx.set_progress`` (stored on the run, shown in the App's
+    runs list). Immediate runs have no such channel: the work runs in a thread while this
+    generator yields App progress messages, which the App shows as they stream in.
+    """
+    if ctx.delegated:
+        def report(pb) -> None:
+            ctx.set_progress(progress=pb.progress, label=label)
+
+        return work(fou.report_progress(report, dt=_PROGRESS_INTERVAL))
+
+    updates: queue.Queue[float] = queue.Queue()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(
+            work, fou.report_progress(lambda pb: updates.put(pb.progress),
+                                      dt=_PROGRESS_INTERVAL))
+        while not (future.done() and updates.empty()):
+            try:
+                progress = updates.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            yield ctx.ops.set_progress(label=label, progress=progress)
+    return future.result()
+
+
+def finish(ctx, message: str, stats: apply.RunStats) -> Generator[Any, None, None]:
+    """Tells the App what was done and shows the new fields (immediate runs only)."""
+    if stats.failed:
+        message += f"; {len(stats.failed)} could not be decoded (see the server log)"
+    if not ctx.delegated:
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.notify(message, variant="warning" if stats.failed else "success")
+
+
+def _class_param(ctx) -> str | None:
+    key = {"text": "classes", "field": "classes_field", "file": "classes_file"}
+    return ctx.params.get(key.get(ctx.params.get("classes_from", "text"), "classes"))
+
+
+def _label_path(samples, field: str) -> str:
+    """``field.label`` or ``field.<list>.label``: the path of a label field's class names."""
+    doc_type = samples.get_field(field).document_type
+    list_attr = _CLASS_SOURCE_TYPES.get(doc_type, "")
+    return f"{field}.{list_attr}.label" if list_attr else f"{field}.label"
+
+
+def _is_vector_field(field: fof.Field) -> bool:
+    return isinstance(field, fof.VectorField) or (
+        isinstance(field, fof.ListField) and isinstance(field.field, fof.FloatField))
+
+
+def register(p) -> None:
+    """Plugin hook: registers the operators in the order of the manifest."""
+    p.register(ComputeEmbeddings)
+    p.register(ZeroShotTag)
+    p.register(BuildTextIndex)
+    p.register(SearchByText)
