@@ -10,9 +10,12 @@ reader's path and frame range from it and decodes the frames itself with PyAV
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,6 +26,7 @@ import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 
 from fiftyone_videoprism import factory, video, zeroshot
 from fiftyone_videoprism.tokenizer import Tokenizer, canonicalize_text, tokenize
@@ -35,6 +39,7 @@ DEFAULT_BATCH_SIZE = 4
 # long class list is multiplied by several templates.
 _TEXT_BATCH = 256
 _MAX_TEXT_LENGTH = 64
+_QUOTE_CHARS = 200
 CONFIG_KEYS = ("model_name", "checkpoint_path", "tokenizer_path", "model_config", "num_frames",
                "image_size", "resize", "batch_size", "classes", "prompt_templates",
                "temperature", "store_logits")
@@ -105,9 +110,7 @@ class VideoPrismModelConfig(foc.Config):
             if value is not None and value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
         classes = self.parse_raw(d, "classes", default=None)
-        if isinstance(classes, str):
-            raise ValueError(f"classes must be a list of class names, got the string {classes!r}")
-        self.classes = list(classes) if classes is not None else None
+        self.classes = check_classes(classes) if classes is not None else None
         templates = self.parse_raw(d, "prompt_templates", default=None)
         self.prompt_templates = list(zeroshot.check_templates(templates))
         self.temperature = self.parse_number(d, "temperature",
@@ -180,6 +183,7 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         self._lock = threading.Lock()
         # ((classes, templates), (C, D) class embeddings): recomputed when either changes.
         self._class_cache: tuple[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] | None = None
+        self._weights_digest: str | None = None  # the weights never change after loading
         self.store_logits = config.store_logits
 
     # -- capabilities ------------------------------------------------------------------------
@@ -240,6 +244,28 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     @property
     def embedding_dim(self) -> int:
         return self._net.config.model_dim
+
+    @property
+    def embedding_key(self) -> str:
+        """Identifies what :meth:`embed` computes: a SHA-256 over the weights, the architecture,
+        the pooling and the frame settings (``num_frames``, ``image_size``, ``resize``). Two
+        models with equal keys give equal embeddings of the same video; the embeddings cache
+        (:mod:`fiftyone_videoprism.cache`) keys entries by it."""
+        if self._weights_digest is None:
+            hasher = hashlib.sha256()
+            for name, array in sorted(tree_flatten(self._net.parameters())):
+                hasher.update(f"{name}:{array.dtype}:{array.shape}".encode())
+                hasher.update(memoryview(array))
+            self._weights_digest = hasher.hexdigest()
+        spec = {
+            "weights": self._weights_digest,
+            "architecture": self._net.config.to_dict(),
+            "pooling": "attention" if self.is_lvt else "token_mean",
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "resize": self.config.resize,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -311,6 +337,10 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             return np.empty((0, self.embedding_dim), np.float32)
+        for index, prompt in enumerate(prompts):
+            # An empty prompt is all padding: the encoder returns a vector, but it means nothing.
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"prompt {index} is {prompt!r}; prompts must be non-empty text")
         with self._lock:
             tokenizer = self._get_tokenizer()
             ids, paddings = tokenize(prompts, tokenizer, max_length=_MAX_TEXT_LENGTH)
@@ -354,13 +384,13 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         """(classes, (C, D) unit-norm class embeddings), prompt-ensembled over the templates;
         computed once per (classes, templates)."""
         self._require_text("classify zero-shot")
-        classes = self.config.classes
-        if not classes:
+        if self.config.classes is None:
             raise ValueError(
                 "no classes to predict: load the model with classes=[...] (e.g. "
                 "foz.load_zoo_model(name, classes=['cooking', 'swimming'])) or set "
                 "model.config.classes"
             )
+        classes = check_classes(self.config.classes)
         templates = zeroshot.check_templates(self.config.prompt_templates)
         key = (tuple(classes), templates)
         if self._class_cache is None or self._class_cache[0] != key:
@@ -388,6 +418,25 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         return self._tokenizer
 
 
+def check_classes(classes: Any) -> list[str]:
+    """``classes`` as a list, if it is a non-empty sequence of distinct, non-blank strings;
+    otherwise a ValueError saying which entry is wrong."""
+    if isinstance(classes, str) or not isinstance(classes, Iterable):
+        raise ValueError(f"classes must be a list of class names, got {classes!r}")
+    classes = list(classes)
+    if not classes:
+        raise ValueError("classes is empty; give at least one class name, e.g. "
+                         "['cooking', 'swimming']")
+    for index, name in enumerate(classes):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"class {index} is {name!r}; class names must be non-empty text")
+    repeated = sorted(name for name, count in Counter(classes).items() if count > 1)
+    if repeated:
+        # Two equal names would split one class's probability between two labels.
+        raise ValueError(f"classes must be distinct; repeated: {repeated}")
+    return classes
+
+
 def _reader_support(reader: etav.VideoReader) -> tuple[int, int] | None:
     """The 1-based inclusive (first, last) frames a reader covers, or None for a whole video."""
     ranges = etaf.parse_frame_ranges(reader.frames)
@@ -408,5 +457,8 @@ def _warn_truncated(prompts: Sequence[str], paddings: np.ndarray, tokenizer: Tok
     for row in np.flatnonzero(paddings[:, -1] == 0):
         length = len(tokenizer.encode([canonicalize_text(prompts[row])])[0])
         if length > _MAX_TEXT_LENGTH:
+            prompt = prompts[row]
+            # Quote only the start: a pasted document would flood the log.
+            quoted = prompt if len(prompt) <= _QUOTE_CHARS else prompt[:_QUOTE_CHARS] + "..."
             logger.warning("Truncating prompt %r: %d tokens, the text encoder reads %d",
-                           prompts[row], length, _MAX_TEXT_LENGTH)
+                           quoted, length, _MAX_TEXT_LENGTH)

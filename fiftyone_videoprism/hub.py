@@ -18,6 +18,8 @@ Environment variables:
 - ``FIFTYONE_VIDEOPRISM_TOKENIZER``: path of the c4_en SentencePiece ``.model`` file.
 - ``FIFTYONE_VIDEOPRISM_TOKENIZER_HUB``: Hub location of that file as ``owner/repo/filename``
   (default ``tom-moroney/videoprism-mlx/c4_en.model``).
+- ``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``: folder of the on-disk embeddings cache
+  (:mod:`fiftyone_videoprism.cache`; default ``~/.cache/fiftyone-videoprism/embeddings``).
 - ``HF_HUB_ETAG_TIMEOUT`` (huggingface_hub's own, whole seconds): how long to wait for the Hub's
   answer to the reachability request (default here 5).
 """
@@ -38,7 +40,8 @@ from fiftyone_videoprism.configs import canonical_name
 ENV_CHECKPOINT_DIR = "FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR"
 ENV_TOKENIZER = "FIFTYONE_VIDEOPRISM_TOKENIZER"
 ENV_TOKENIZER_HUB = "FIFTYONE_VIDEOPRISM_TOKENIZER_HUB"
-ENV_VARS = (ENV_CHECKPOINT_DIR, ENV_TOKENIZER, ENV_TOKENIZER_HUB)
+ENV_EMBEDDINGS_CACHE = "FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"
+ENV_VARS = (ENV_CHECKPOINT_DIR, ENV_TOKENIZER, ENV_TOKENIZER_HUB, ENV_EMBEDDINGS_CACHE)
 
 # Longer than a healthy HEAD request to the Hub takes, short enough that an offline user is not
 # left waiting; HF_HUB_ETAG_TIMEOUT overrides it.
@@ -175,6 +178,16 @@ def tokenizer_file(path: str | os.PathLike | None = None) -> Path:
             f"set {ENV_TOKENIZER} to the path of {release.filename}",
         ],
     )
+
+
+def embeddings_cache_dir() -> Path:
+    """Folder of the embeddings cache: ``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``, else
+    ``$XDG_CACHE_HOME/fiftyone-videoprism/embeddings`` (``~/.cache`` without XDG_CACHE_HOME)."""
+    folder = os.environ.get(ENV_EMBEDDINGS_CACHE)
+    if folder:
+        return Path(folder).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fiftyone-videoprism" / "embeddings"
 
 
 def _probe_timeout() -> float:

@@ -58,21 +58,29 @@ _CLASS_SOURCE_TYPES: dict[type, str] = {
 _ZERO_SHOT_TYPES = (fol.Classification,)
 
 
+def _job_config(name: str, label: str, description: str,
+                delegated_by_default: bool = True) -> foo.OperatorConfig:
+    """The config every operator here shares: dynamic forms, progress streamed from a
+    generator, immediate or delegated execution."""
+    return foo.OperatorConfig(
+        name=name,
+        label=label,
+        description=description,
+        dynamic=True,
+        execute_as_generator=True,
+        allow_immediate_execution=True,
+        allow_delegated_execution=True,
+        default_choice_to_delegated=delegated_by_default,
+    )
+
+
 class ComputeEmbeddings(foo.Operator):
     """Stores one VideoPrism embedding per video or clip in a sample field."""
 
     @property
     def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(
-            name="compute_embeddings",
-            label="Compute embeddings (VideoPrism)",
-            description="Store one VideoPrism embedding per video or clip in a field",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-        )
+        return _job_config("compute_embeddings", "Compute embeddings (VideoPrism)",
+                           "Store one VideoPrism embedding per video or clip in a field")
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
@@ -109,16 +117,8 @@ class ZeroShotTag(foo.Operator):
 
     @property
     def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(
-            name="zero_shot_tag",
-            label="Zero-shot tag (VideoPrism)",
-            description="Classify videos over class names given as text, with an LvT model",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-        )
+        return _job_config("zero_shot_tag", "Zero-shot tag (VideoPrism)",
+                           "Classify videos over class names given as text, with an LvT model")
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
@@ -167,16 +167,8 @@ class BuildTextIndex(foo.Operator):
 
     @property
     def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(
-            name="build_text_index",
-            label="Build text index (VideoPrism)",
-            description="Index videos for text search in the App's similarity search box",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-        )
+        return _job_config("build_text_index", "Build text index (VideoPrism)",
+                           "Index videos for text search in the App's similarity search box")
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
