@@ -46,6 +46,11 @@ from fiftyone_videoprism.fo_model import VideoPrismModel
 
 logger = logging.getLogger(__name__)
 
+# Default output names, shared by the CLI and the plugin operators.
+DEFAULT_EMBEDDINGS_FIELD = "videoprism"
+DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
+DEFAULT_BRAIN_KEY = "videoprism"
+
 # Results that need no model call (cache hits, failures) are saved in groups of this many:
 # one database round trip each instead of one per model batch.
 _WRITE_CHUNK = 256
@@ -65,6 +70,7 @@ class RunStats:
             embeddings cache or from stored embeddings
         skipped: samples left untouched because they already had a result (``skip_existing``)
         errors: sample ID -> ``"<ExceptionType>: <file>: <cause>"``, as in the error field
+        error_field: the string field where failed samples' errors are stored
     """
 
     written: int
@@ -72,6 +78,7 @@ class RunStats:
     computed: int = dataclasses.field(default=0, compare=False)
     skipped: int = dataclasses.field(default=0, compare=False)
     errors: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
+    error_field: str | None = dataclasses.field(default=None, compare=False)
 
 
 def compute_embeddings(
@@ -118,7 +125,7 @@ def compute_embeddings(
 
     stats = _run(pending, model, _Writes(samples, write, [embeddings_field], error_field),
                  _open_cache(cache), skip_failures, progress)
-    stats = dataclasses.replace(stats, skipped=skipped)
+    stats = dataclasses.replace(stats, skipped=skipped, error_field=error_field)
     _summarise("compute_embeddings", stats, error_field)
     return stats
 
@@ -188,7 +195,7 @@ def apply_zero_shot(
 
     stats = _run(pending, model, _Writes(samples, write, [label_field], error_field),
                  _open_cache(cache), skip_failures, progress)
-    stats = dataclasses.replace(stats, written=stats.written + reused)
+    stats = dataclasses.replace(stats, written=stats.written + reused, error_field=error_field)
     _summarise("apply_zero_shot", stats, error_field)
     return stats
 

@@ -32,6 +32,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model."""
 
 
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that is damaged (truncated, bad bytes): fetching it again may help."""
+
+
 # --------------------------------------------------------------------------------------------
 # The layout of the released files
 
@@ -114,9 +118,9 @@ def read_flax_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise CheckpointError(
                 f"{path}: holds pickled objects; refusing to load it (a released VideoPrism "
                 f"checkpoint holds plain float32 arrays only)") from err
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({err})") from err
+        raise CorruptCheckpointError(f"{path}: not a readable .npz checkpoint ({err})") from err
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise CheckpointError(
+        raise CorruptCheckpointError(
             f"{path}: not a readable .npz checkpoint ({err}); the file may be truncated or "
             f"corrupted: delete it and download it again") from err
 
@@ -250,7 +254,8 @@ def _source_key(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _user_cache_dir() -> Path:
+def user_cache_dir() -> Path:
+    """This package's folder in the user cache (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     return Path(base) / "fiftyone-videoprism"
 
@@ -261,7 +266,7 @@ def converted_path(source: Path) -> Path:
     if os.access(source.parent, os.W_OK):
         return beside
     digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
-    return _user_cache_dir() / digest / beside.name
+    return user_cache_dir() / digest / beside.name
 
 
 def _write_atomic(path: Path, weights: dict[str, np.ndarray], metadata: dict[str, str]) -> None:

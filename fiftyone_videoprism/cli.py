@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FIELD = "videoprism"
-DEFAULT_BRAIN_KEY = "videoprism"
-DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
+from fiftyone_videoprism.apply import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
+                                       DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,7 +197,8 @@ def _embed(args: argparse.Namespace) -> int:
     model, model_kwargs = _load_model(args)
     dataset = _dataset_for(args.source, args.dataset)
     print(f"Dataset '{dataset.name}': {len(dataset)} videos")
-    stats = apply.compute_embeddings(dataset, model, args.field, skip_existing=not args.recompute)
+    stats = apply.compute_embeddings(dataset, model, args.field,
+                                     skip_existing=not args.recompute, cache=True)
     _report("Embedded", stats)
 
     if dataset.has_brain_run(args.brain_key):
@@ -309,7 +309,8 @@ def _zero_shot(dataset, model, args: argparse.Namespace) -> None:
     with fou.SetAttributes(model.config, classes=classes, prompt_templates=templates), \
             fou.SetAttributes(model, store_logits=args.store_logits):
         stats = apply.apply_zero_shot(dataset, model, args.label_field,
-                                      embeddings_field=args.field, tag_samples=args.sample_tags)
+                                      embeddings_field=args.field, tag_samples=args.sample_tags,
+                                      cache=True)
     _report("Tagged", stats)
     counts = dataset.count_values(f"{args.label_field}.label")
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
@@ -340,7 +341,8 @@ def _print_matches(dataset, query: str, brain_key: str, k: int):
 
 
 def _report(verb: str, stats: Any) -> None:
-    failed = f" ({len(stats.failed)} failed, see the log)" if stats.failed else ""
+    failed = (f" ({len(stats.failed)} failed: their errors are in the field "
+              f"'{stats.error_field}')" if stats.failed else "")
     print(f"{verb} {stats.written} videos{failed}")
 
 

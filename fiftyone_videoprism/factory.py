@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -10,11 +11,13 @@ from typing import Any, Mapping
 import mlx.core as mx
 
 from fiftyone_videoprism import hub
-from fiftyone_videoprism.checkpoint import load_checkpoint
+from fiftyone_videoprism.checkpoint import CorruptCheckpointError, load_checkpoint
 from fiftyone_videoprism.configs import (VideoPrismConfig, canonical_name, from_original_kwargs,
                                          get_config)
 from fiftyone_videoprism.model import FactorizedEncoder, FactorizedVideoCLIP, build_model
 from fiftyone_videoprism.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
 
 ModelSpec = str | VideoPrismConfig | Mapping[str, Any]
 
@@ -55,7 +58,14 @@ def load_model(model: ModelSpec, checkpoint: str | os.PathLike | None = None
     if checkpoint is None and name is None:
         raise ValueError("a checkpoint path is required when the model is given as a config")
     path = hub.checkpoint_file(name, checkpoint) if name else Path(checkpoint)
-    weights = load_checkpoint(path, config)
+    try:
+        weights = load_checkpoint(path, config)
+    except CorruptCheckpointError as err:
+        # A damaged download is fetched once more; a user's own file is only reported.
+        if checkpoint is not None or not hub.in_hf_cache(path):
+            raise
+        logger.warning("%s; downloading it again", err)
+        weights = load_checkpoint(hub.checkpoint_file(name, force_download=True), config)
     net = build_model(config)
     net.load_weights(list(weights.items()), strict=True)
     mx.eval(net.parameters())

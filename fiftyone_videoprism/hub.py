@@ -35,6 +35,7 @@ import huggingface_hub
 from huggingface_hub import (get_hf_file_metadata, hf_hub_download, hf_hub_url,
                              try_to_load_from_cache)
 
+from fiftyone_videoprism.checkpoint import user_cache_dir
 from fiftyone_videoprism.configs import canonical_name
 
 ENV_CHECKPOINT_DIR = "FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR"
@@ -80,7 +81,8 @@ class WeightsUnavailableError(FileNotFoundError):
     """A released file is neither available locally nor downloadable now (offline, or refused)."""
 
 
-def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None) -> Path:
+def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None,
+                    force_download: bool = False) -> Path:
     """Local path of the released Flax checkpoint of model ``name``.
 
     Args:
@@ -88,6 +90,8 @@ def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None) -> P
             a file.
         checkpoint: a local file (returned as is, whatever its format) or a folder holding the
             released file name. Given, it always wins and the network is never touched.
+        force_download: fetch the file from the Hub again even if the Hugging Face cache has
+            it (to replace a damaged download)
 
     Raises:
         FileNotFoundError: ``checkpoint`` or ``FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR`` names
@@ -117,10 +121,11 @@ def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None) -> P
         folder_path = Path(folder).expanduser()
         if not folder_path.is_dir():
             raise FileNotFoundError(f"{ENV_CHECKPOINT_DIR}={folder!r} is not a folder")
-        if (folder_path / release.filename).is_file():
+        if (folder_path / release.filename).is_file() and not force_download:
             return folder_path / release.filename
     return _download(
         release,
+        force=force_download,
         what=f"the {model} checkpoint",
         local_options=[
             f"pass checkpoint='/path/to/{release.filename}'",
@@ -186,8 +191,7 @@ def embeddings_cache_dir() -> Path:
     folder = os.environ.get(ENV_EMBEDDINGS_CACHE)
     if folder:
         return Path(folder).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fiftyone-videoprism" / "embeddings"
+    return user_cache_dir() / "embeddings"
 
 
 def _probe_timeout() -> float:
@@ -225,11 +229,19 @@ def _probe(release: Release, timeout: float) -> BaseException | None:
     return outcome[0]
 
 
-def _download(release: Release, what: str, local_options: list[str]) -> Path:
-    """The cached file, else a download; WeightsUnavailableError when neither is possible."""
+def in_hf_cache(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in the Hugging Face cache (a download, not a user's own file)."""
+    cache = Path(huggingface_hub.constants.HF_HUB_CACHE).expanduser().absolute()
+    return Path(path).expanduser().absolute().is_relative_to(cache)
+
+
+def _download(release: Release, what: str, local_options: list[str],
+              force: bool = False) -> Path:
+    """The cached file (unless ``force``), else a download; WeightsUnavailableError when
+    neither is possible."""
     # A pure file-system lookup: hf_hub_download(local_files_only=True) may still reach for the
     # network (user-agent registry) and would block an offline machine for seconds.
-    cached = try_to_load_from_cache(release.repo_id, release.filename)
+    cached = None if force else try_to_load_from_cache(release.repo_id, release.filename)
     if isinstance(cached, str):
         return Path(cached)
     if huggingface_hub.constants.HF_HUB_OFFLINE:
@@ -242,7 +254,7 @@ def _download(release: Release, what: str, local_options: list[str]) -> Path:
             _unavailable_message(release, what, _reason(failure), local_options)
         ) from failure
     try:
-        return Path(hf_hub_download(release.repo_id, release.filename))
+        return Path(hf_hub_download(release.repo_id, release.filename, force_download=force))
     # A download cut off midway (or refused after the probe) is reported the same way, chained.
     except Exception as err:
         raise WeightsUnavailableError(

@@ -38,9 +38,9 @@ from fiftyone_videoprism.zoo import register_zoo, zoo_model_names
 
 T = TypeVar("T")
 
-DEFAULT_EMBEDDINGS_FIELD = "videoprism"
-DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
-DEFAULT_BRAIN_KEY = "videoprism"
+DEFAULT_EMBEDDINGS_FIELD = apply.DEFAULT_EMBEDDINGS_FIELD
+DEFAULT_LABEL_FIELD = apply.DEFAULT_LABEL_FIELD
+DEFAULT_BRAIN_KEY = apply.DEFAULT_BRAIN_KEY
 DEFAULT_DIST_FIELD = "videoprism_similarity"
 # Seconds between progress reports: often enough to look alive, rare enough to cost nothing.
 _PROGRESS_INTERVAL = 1.0
@@ -107,7 +107,7 @@ class ComputeEmbeddings(foo.Operator):
         stats = yield from run_with_progress(
             ctx, "Embedding videos",
             lambda progress: apply.compute_embeddings(target, model, field, skip_existing=skip,
-                                                      progress=progress),
+                                                      cache=True, progress=progress),
         )
         yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
 
@@ -155,6 +155,7 @@ class ZeroShotTag(foo.Operator):
                 target, model, field,
                 embeddings_field=ctx.params.get("embeddings_field") or None,
                 tag_samples=bool(ctx.params.get("tag_samples", False)),
+                cache=True,
                 progress=progress,
             ),
         )
@@ -200,7 +201,7 @@ class BuildTextIndex(foo.Operator):
         stats = yield from run_with_progress(
             ctx, "Embedding videos",
             lambda progress: apply.compute_embeddings(target, model, field, skip_existing=True,
-                                                      progress=progress),
+                                                      cache=True, progress=progress),
         )
         # By zoo name and load kwargs, not the model object: the index records them, so the App
         # server (another process) can load the text encoder for every query.
@@ -545,7 +546,8 @@ def run_with_progress(ctx, label: str,
 def finish(ctx, message: str, stats: apply.RunStats) -> Generator[Any, None, None]:
     """Tells the App what was done and shows the new fields (immediate runs only)."""
     if stats.failed:
-        message += f"; {len(stats.failed)} could not be decoded (see the server log)"
+        message += (f"; {len(stats.failed)} failed: their errors are in the field "
+                    f"'{stats.error_field}'")
     if not ctx.delegated:
         yield ctx.ops.reload_dataset()
         yield ctx.ops.notify(message, variant="warning" if stats.failed else "success")

@@ -49,6 +49,8 @@ _HOME = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_HOME / "db")
 os.environ["FIFTYONE_MODEL_ZOO_DIR"] = str(_HOME / "zoo")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+# The CLI and the operators keep an on-disk embeddings cache: here, not in the user's ~/.cache.
+os.environ["FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"] = str(_HOME / "embeddings-cache")
 os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
 fo.config.model_zoo_dir = str(_HOME / "zoo")
 fo.config.show_progress_bars = False

@@ -83,31 +83,34 @@ def _assert_explains_local_options(message: str, release: hub.Release, *options:
 
 @pytest.fixture
 def fake_hub():
-    """A local HTTP server answering like the Hub for one file, tom-moroney/videoprism-mlx's
-    c4_en.model; yields (endpoint URL, list of the requests it got)."""
-    payload = b"stand-in for c4_en.model"
+    """A local HTTP server answering like the Hub for the files in a dict (URL path -> bytes),
+    at first tom-moroney/videoprism-mlx's c4_en.model; yields (endpoint URL, list of the
+    requests it got, the dict, which a test may change)."""
+    files = {"/tom-moroney/videoprism-mlx/resolve/main/c4_en.model": b"stand-in for c4_en.model"}
     requests: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def _headers(self) -> bool:
+        def _headers(self) -> bytes | None:
             requests.append(f"{self.command} {self.path}")
-            if self.path != "/tom-moroney/videoprism-mlx/resolve/main/c4_en.model":
+            payload = files.get(self.path)
+            if payload is None:
                 self.send_response(404)
                 self.end_headers()
-                return False
+                return None
             self.send_response(200)
             # What hf_hub_download needs from a HEAD: commit, etag, size.
             self.send_header("X-Repo-Commit", "89abcdef0123456789abcdef0123456789abcdef")
             self.send_header("ETag", f'"{hashlib.sha1(payload).hexdigest()}"')
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            return True
+            return payload
 
         def do_HEAD(self):
             self._headers()
 
         def do_GET(self):
-            if self._headers():
+            payload = self._headers()
+            if payload is not None:
                 self.wfile.write(payload)
 
         def log_message(self, *args):
@@ -116,7 +119,7 @@ def fake_hub():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests, files
     server.shutdown()
     server.server_close()
 
@@ -180,7 +183,7 @@ def test_tokenizer_offline_message(tmp_path):
 
 
 def test_download_lands_in_the_hf_cache_and_is_reused(tmp_path, fake_hub):
-    endpoint, requests = fake_hub
+    endpoint, requests, _ = fake_hub
     first = _run_isolated("hub.tokenizer_file()", tmp_path, HF_ENDPOINT=endpoint)
     path = Path(first["returned"])
     assert path.read_bytes() == b"stand-in for c4_en.model"
@@ -194,7 +197,7 @@ def test_download_lands_in_the_hf_cache_and_is_reused(tmp_path, fake_hub):
 
 
 def test_missing_hub_file_is_reported(tmp_path, fake_hub):
-    endpoint, _ = fake_hub
+    endpoint, _, _ = fake_hub
     result = _run_isolated("hub.tokenizer_file()", tmp_path, HF_ENDPOINT=endpoint,
                            **{hub.ENV_TOKENIZER_HUB: "tom-moroney/videoprism-mlx/nope.model"})
     assert result["error"] == "WeightsUnavailableError"
@@ -312,3 +315,36 @@ def test_tokenizer_location(monkeypatch):
     monkeypatch.setenv(hub.ENV_TOKENIZER_HUB, "me/just-a-repo")
     with pytest.raises(ValueError, match="owner/repo/filename"):
         hub.tokenizer_location()
+
+
+def test_damaged_download_is_fetched_again(tmp_path, fake_hub):
+    """A checkpoint damaged in the HF cache is detected on load and downloaded once more."""
+    endpoint, requests, files = fake_hub
+    release = hub.RELEASES["videoprism-lvt-base"]
+    url = f"/{release.repo_id}/resolve/main/{release.filename}"
+    good = (REPO_ROOT / "tests" / "data" / "tiny_lvt" / "flax_tiny_lvt_repeated.npz").read_bytes()
+    files[url] = good
+    first = _run_isolated("hub.checkpoint_file('videoprism-lvt-base')", tmp_path,
+                          HF_ENDPOINT=endpoint)
+    cached = Path(first["returned"])
+    blob = cached.resolve()
+    blob.write_bytes(good[: len(good) // 3])  # a cut-off copy in the cache
+    # The served file is the tiny model, so after the new download the load stops at the
+    # architecture check: proof that the damaged copy was replaced and read again.
+    second = _run_isolated("__import__('fiftyone_videoprism').load_model('videoprism-lvt-base')",
+                           tmp_path, HF_ENDPOINT=endpoint)
+    assert second["error"] == "CheckpointError", second
+    assert "expected (972, 768)" in second["message"]
+    assert cached.read_bytes() == good
+    assert sum(r.startswith(f"GET {url}") for r in requests) == 2
+
+
+def test_damaged_user_file_is_reported_not_replaced(tmp_path):
+    good = (REPO_ROOT / "tests" / "data" / "tiny_lvt" / "flax_tiny_lvt_repeated.npz").read_bytes()
+    damaged = tmp_path / "flax_lvt_base_f16r288_repeated.npz"
+    damaged.write_bytes(good[:1000])
+    result = _run_isolated(
+        f"__import__('fiftyone_videoprism').load_model('videoprism-lvt-base', {str(damaged)!r})",
+        tmp_path)
+    assert result["error"] == "CorruptCheckpointError" and "truncated" in result["message"]
+    assert damaged.stat().st_size == 1000
