@@ -137,13 +137,15 @@ def apply_zero_shot(
     *,
     embeddings_field: str | None = None,
     tag_samples: bool = False,
+    top_k: int | None = None,
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
     cache: CacheArg = None,
 ) -> RunStats:
     """Stores a zero-shot :class:`fiftyone.core.labels.Classification` over
-    ``model.config.classes`` for every video or clip in ``label_field`` (LvT models only).
+    ``model.config.classes`` for every video or clip in ``label_field`` (LvT models only), or
+    with ``top_k`` a :class:`fiftyone.core.labels.Classifications` of the k best classes.
 
     Args:
         samples: a video dataset or view, or a clips view
@@ -153,26 +155,31 @@ def apply_zero_shot(
         embeddings_field (None): a field of stored embeddings of this model; samples that have
             one are classified from it without decoding, the others are embedded and their
             embedding stored there too
-        tag_samples (False): also add each predicted class name to the sample's tags
+        tag_samples (False): also add each predicted class name to the sample's tags (all k
+            names with ``top_k``)
+        top_k (None): store the ``top_k`` most probable classes, best first, instead of one
         skip_failures (True): record a failing video's error and go on, instead of raising
         progress (None): FiftyOne's progress argument
         error_field (None): string field for each failed sample's error; default
             ``<label_field>_error``
         cache (None): as in :func:`compute_embeddings`
     """
-    model.class_embeddings()  # a video-only model or bad classes fail here, before decoding
+    # A video-only model, bad classes or a bad top_k fail here, before anything is decoded.
+    model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
     error_field = error_field or f"{label_field}_error"
     _check_fields(label_field, error_field)
     if embeddings_field is not None:
         _check_fields(embeddings_field, error_field)
 
     def write_labels(ids: list[str], embeddings: np.ndarray) -> None:
-        labels = model.classify(embeddings)
+        labels = model.classify(embeddings, top_k)
         samples.set_values(label_field, dict(zip(ids, labels, strict=True)), key_field="id")
         if tag_samples:
             by_class: dict[str, list[str]] = defaultdict(list)
             for sample_id, label in zip(ids, labels, strict=True):
-                by_class[label.label].append(sample_id)
+                picks = label.classifications if top_k is not None else [label]
+                for pick in picks:
+                    by_class[pick.label].append(sample_id)
             for name, class_ids in by_class.items():
                 samples.select(class_ids).tag_samples(name)
 

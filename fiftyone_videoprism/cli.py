@@ -73,6 +73,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="also add each predicted class to the sample's tags")
     group.add_argument("--store-logits", action="store_true",
                        help="store per-class logits on each Classification")
+    group.add_argument("--top-k", type=int,
+                       help="store the k most probable classes (a Classifications) instead of "
+                            "one label; --sample-tags then adds all k")
 
     app = argparse.ArgumentParser(add_help=False)
     group = app.add_argument_group("App")
@@ -160,7 +163,8 @@ def _demo(args: argparse.Namespace) -> int:
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
         backend=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
-        templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False)
+        templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False,
+        top_k=None)
     return _embed(args)
 
 
@@ -310,9 +314,10 @@ def _zero_shot(dataset, model, args: argparse.Namespace) -> None:
             fou.SetAttributes(model, store_logits=args.store_logits):
         stats = apply.apply_zero_shot(dataset, model, args.label_field,
                                       embeddings_field=args.field, tag_samples=args.sample_tags,
-                                      cache=True)
+                                      top_k=args.top_k, cache=True)
     _report("Tagged", stats)
-    counts = dataset.count_values(f"{args.label_field}.label")
+    path = args.label_field + (".classifications.label" if args.top_k else ".label")
+    counts = dataset.count_values(path)
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
     print(f"Zero-shot labels in '{args.label_field}': {summary}")
 

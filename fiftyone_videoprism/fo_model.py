@@ -364,17 +364,24 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         self.class_embeddings()  # fail on a bad class setup before decoding anything
         return self.classify(self.embed_all(args))
 
-    def classify(self, embeddings: np.ndarray) -> list[fol.Classification]:
-        """(B, D) video embeddings -> one Classification each: the most probable class, its
-        probability under ``softmax(similarity / temperature)``, and the logits if
-        ``store_logits``."""
+    def classify(self, embeddings: np.ndarray,
+                 top_k: int | None = None) -> list[fol.Classification | fol.Classifications]:
+        """(B, D) video embeddings -> one label each: the most probable class with its
+        probability under ``softmax(similarity / temperature)``, or with ``top_k`` a
+        Classifications of the ``top_k`` most probable classes, best first. Logits (C,) are
+        attached when ``store_logits``."""
         classes, class_embeddings = self.class_embeddings()
+        if top_k is not None and not 1 <= top_k <= len(classes):
+            raise ValueError(f"top_k must be between 1 and the number of classes "
+                             f"({len(classes)}), got {top_k}")
         logits = zeroshot.zero_shot_logits(embeddings, class_embeddings, self.config.temperature)
         probs = zeroshot.softmax(logits, axis=1)
         labels = []
         for row_logits, row_probs in zip(logits, probs, strict=True):
-            best = int(np.argmax(row_probs))
-            label = fol.Classification(label=classes[best], confidence=float(row_probs[best]))
+            best = np.argsort(-row_probs, kind="stable")[: top_k or 1]
+            picks = [fol.Classification(label=classes[i], confidence=float(row_probs[i]))
+                     for i in best]
+            label = picks[0] if top_k is None else fol.Classifications(classifications=picks)
             if self.store_logits:
                 label.logits = row_logits.astype(np.float32)
             labels.append(label)

@@ -55,7 +55,7 @@ _CLASS_SOURCE_TYPES: dict[type, str] = {
     fol.TemporalDetection: "",
     fol.TemporalDetections: "detections",
 }
-_ZERO_SHOT_TYPES = (fol.Classification,)
+_ZERO_SHOT_TYPES = (fol.Classification, fol.Classifications)
 
 
 def _job_config(name: str, label: str, description: str,
@@ -129,6 +129,14 @@ class ZeroShotTag(foo.Operator):
         new_field_form(ctx, inputs, "label_field", DEFAULT_LABEL_FIELD, "Label field",
                        "Field that receives one Classification per video",
                        allowed_types=_ZERO_SHOT_TYPES)
+        inputs.int("top_k", label="Top-k labels", min=1,
+                   description="Optional: store the k most probable classes (a Classifications, "
+                               "best first) instead of one label; with sample tags, all k are "
+                               "added")
+        top_k = ctx.params.get("top_k")
+        if top_k is not None and top_k < 1:
+            inputs.get_property("top_k").invalid = True
+            inputs.get_property("top_k").error_message = "Top-k must be at least 1"
         inputs.bool("store_logits", default=False, label="Store logits",
                     description="Keep the per-class logits (similarity / 0.01) on each label")
         inputs.bool("tag_samples", default=False, label="Also add sample tags",
@@ -155,6 +163,7 @@ class ZeroShotTag(foo.Operator):
                 target, model, field,
                 embeddings_field=ctx.params.get("embeddings_field") or None,
                 tag_samples=bool(ctx.params.get("tag_samples", False)),
+                top_k=ctx.params.get("top_k") or None,
                 cache=True,
                 progress=progress,
             ),

@@ -85,6 +85,9 @@ def test_embed_folder_then_search_and_tag(capsys, tiny_models, video_folder) -> 
                      *_model_args(tiny_models)]) == 0
         assert "Zero-shot labels in 'two'" in capsys.readouterr().out
         assert set(dataset.distinct("two.label")) <= {"red", "blue"}
+        assert main(["tag", name, "--classes", "red,green,blue", "--label-field", "top2",
+                     "--top-k", "2", *_model_args(tiny_models)]) == 0
+        assert all(len(label.classifications) == 2 for label in dataset.values("top2"))
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)

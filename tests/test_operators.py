@@ -238,6 +238,17 @@ def test_operators_run_immediately(installed_plugin, dataset, tiny_models) -> No
         "prompt_templates": ["a video of {}.", "a {} square on a grey field."],
         "store_logits": True, "tag_samples": True, "embeddings_field": "videoprism",
     })
+    # Top-k: the k best classes, best first; the first is the single-label run's answer.
+    foo.execute_operator(URI.format("zero_shot_tag"), dataset=dataset, params={
+        **params, "classes_from": "field", "classes_field": "ground_truth",
+        "prompt_templates": ["a video of {}.", "a {} square on a grey field."],
+        "top_k": 2, "label_field": "top2", "embeddings_field": "videoprism",
+    })
+    dataset.reload()
+    for top2, single in zip(dataset.values("top2"), dataset.values("videoprism_zero_shot")):
+        first, second = top2.classifications
+        assert (first.label, first.confidence) == (single.label, single.confidence)
+        assert second.label != first.label and second.confidence <= first.confidence
     foo.execute_operator(URI.format("build_text_index"), dataset=dataset,
                          params={**params, "brain_key": "vp_now"})
     query = "a video of blue."
