@@ -15,7 +15,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import mlx.core as mx
 import numpy as np

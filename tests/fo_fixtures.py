@@ -11,6 +11,9 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -18,8 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.server.main as server_main
+import fiftyone.zoo as foz
+import numpy as np
 import pytest
+import requests
 from videogen import moving_shape_frames, write_video
+
+from fiftyone_videoprism import plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -139,3 +149,80 @@ def video_dataset(color_videos: dict[str, Path]):
     )
     yield dataset
     dataset.delete()
+
+
+# --------------------------------------------------------------------------------------------
+# The plugin and the App server
+
+
+PLUGIN_URI = f"{plugin.PLUGIN_NAME}/{{}}"
+
+
+@pytest.fixture(scope="session")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin installed into a session plugins folder, seen by this process and by every
+    subprocess started afterwards (the delegated worker, the App server)."""
+    plugins_dir = tmp_path_factory.mktemp("plugins")
+    previous = fo.config.plugins_dir
+    os.environ["FIFTYONE_PLUGINS_DIR"] = str(plugins_dir)
+    fo.config.plugins_dir = str(plugins_dir)
+    yield plugin.install_plugin()
+    fo.config.plugins_dir = previous
+    os.environ.pop("FIFTYONE_PLUGINS_DIR", None)
+
+
+def lvt_params(tiny_models: TinyModels, **params) -> dict:
+    """Operator parameters that load the tiny LvT model from local files."""
+    return {"model": "videoprism-lvt-base", "local_files": True, **tiny_models.lvt,
+            "batch_size": 2, **params}
+
+
+def build_text_index(dataset, tiny_models: TinyModels, brain_key: str) -> None:
+    """Indexes ``dataset`` for text search with the plugin's own operator."""
+    result = foo.execute_operator(PLUGIN_URI.format("build_text_index"), dataset=dataset,
+                                  params=lvt_params(tiny_models, brain_key=brain_key))
+    assert result.error is None, result.error
+
+
+def expected_ranking(dataset, query: str, brain_key: str, tiny_models: TinyModels) -> list[str]:
+    """Sample IDs by decreasing cosine similarity, computed here from the stored index."""
+    results = dataset.load_brain_results(brain_key)
+    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
+    scores = results.embeddings @ model.embed_prompt(query)
+    return [results.sample_ids[i] for i in np.argsort(-scores)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def app_url(installed_plugin: Path, tmp_path: Path):
+    """URL of the real App server, started in its own process on loopback as
+    ``fo.launch_app`` starts it; it sees this session's database, zoo and plugins folders
+    through the environment. Its log goes to a file: a full pipe would block the server."""
+    port = _free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, server_main.__file__, "--port", str(port), "--address",
+             "127.0.0.1"],
+            env=subprocess_env(), stdout=sink, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(f"{url}/fiftyone", timeout=2).raise_for_status()
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"App server did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -3,20 +3,13 @@ built with the zoo name: it loads the VideoPrism model itself, in its own proces
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 import uuid
 
 import fiftyone as fo
 import fiftyone.brain as fob
-import fiftyone.server.main as server_main
-import fiftyone.zoo as foz
-import numpy as np
 import pytest
 import requests
-from fo_fixtures import subprocess_env, unique_name
+from fo_fixtures import expected_ranking, unique_name
 
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
@@ -29,12 +22,6 @@ query Samples($dataset: String!, $view: BSONArray!) {
   }
 }
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
@@ -50,52 +37,14 @@ def indexed_dataset(zoo_registered, tiny_models, color_videos):
     dataset.delete()
 
 
-@pytest.fixture()
-def app_url(tmp_path):
-    port = _free_port()
-    log = tmp_path / "server.log"
-    # Started as fo.launch_app's server service starts it; the child inherits the database
-    # port, the zoo folder and PYTHONPATH through the environment. Its log goes to a file: a
-    # full pipe would block the server.
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, server_main.__file__, "--port", str(port), "--address",
-             "127.0.0.1"],
-            env=subprocess_env(), stdout=sink, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(f"{url}/fiftyone", timeout=2).raise_for_status()
-                break
-            except requests.ConnectionError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"App server did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _expected_order(dataset, tiny_models, query: str) -> list[str]:
-    """The ranking computed here, independently: stored index vectors . text embedding."""
-    results = dataset.load_brain_results("vp")
-    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
-    scores = results.embeddings @ model.embed_prompt(query)
-    return [results.sample_ids[i] for i in np.argsort(-scores)]
-
-
 def test_text_query_through_the_app_server(indexed_dataset, tiny_models, app_url) -> None:
     dataset = indexed_dataset
     # A query whose ranking differs from insertion order, so a no-op sort cannot pass.
     insertion = dataset.values("id")
-    query = next((q for q in QUERIES if _expected_order(dataset, tiny_models, q) != insertion),
+    query = next((q for q in QUERIES if expected_ranking(dataset, q, "vp", tiny_models) != insertion),
                  None)
     assert query is not None, "every query ranks the videos in insertion order"
-    expected = _expected_order(dataset, tiny_models, query)
+    expected = expected_ranking(dataset, query, "vp", tiny_models)
     assert dataset.sort_by_similarity(query, brain_key="vp").values("id") == expected
 
     # 1. The App's similarity search panel (the search box of FiftyOne 1.22) runs an operator.

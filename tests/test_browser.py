@@ -9,24 +9,17 @@ The screenshot is kept in ``tests/artifacts/``.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import requests
-from fo_fixtures import (ROOT, color_videos, subprocess_env, tiny_models,  # noqa: F401
-                         unique_name)
-from test_operators import URI, installed_plugin, lvt_params  # noqa: F401
+from fo_fixtures import ROOT, build_text_index, expected_ranking, unique_name
 
 import fiftyone as fo
-import fiftyone.operators as foo
-import fiftyone.server.main as server_main
-import fiftyone.zoo as foz
 
+# The fixtures (database, zoo and plugins folders, tiny models, videos, the App server) live in
+# tests/fo_fixtures.py.
+pytest_plugins = ["fo_fixtures"]
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,48 +32,14 @@ QUERIES = ["a video of a red ball.", "a green car is driving on the road.",
            "a blue ball and a red ball.", "a person swimming in the pool."]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
-def indexed_dataset(installed_plugin, tiny_models, color_videos):  # noqa: F811
+def indexed_dataset(installed_plugin, tiny_models, color_videos):
     """Blue, green, red clips, indexed by the plugin's build_text_index operator."""
     dataset = fo.Dataset(unique_name("browser"), persistent=True)
     dataset.add_samples([fo.Sample(filepath=str(p)) for p in reversed(color_videos.values())])
-    foo.execute_operator(URI.format("build_text_index"), dataset=dataset,
-                         params=lvt_params(tiny_models, brain_key="vp"))
+    build_text_index(dataset, tiny_models, "vp")
     yield dataset
     dataset.delete()
-
-
-@pytest.fixture()
-def app_url(installed_plugin):  # noqa: F811
-    """The App server in its own process, on loopback, seeing this session's database,
-    zoo and plugins folders through the environment."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, server_main.__file__, "--port", str(port), "--address", "127.0.0.1"],
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(f"{url}/fiftyone", timeout=2).raise_for_status()
-                break
-            except requests.ConnectionError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log = server.stderr.read().decode()[-2000:]
-                    pytest.fail(f"App server did not start: {log}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture()
@@ -94,14 +53,6 @@ def browser():
         chromium.close()
 
 
-def _ranking(dataset, tiny_models, query: str) -> list[str]:  # noqa: F811
-    """Sample IDs by decreasing cosine similarity, computed here from the stored index."""
-    results = dataset.load_brain_results("vp")
-    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
-    scores = results.embeddings @ model.embed_prompt(query)
-    return [results.sample_ids[i] for i in np.argsort(-scores)]
-
-
 def _grid_ids(body: dict) -> list[str] | None:
     """Sample IDs of a grid page in a GraphQL response, or None for other responses."""
     samples = (body.get("data") or {}).get("samples")
@@ -110,13 +61,13 @@ def _grid_ids(body: dict) -> list[str] | None:
     return [edge["node"]["id"] for edge in samples["edges"]]
 
 
-def test_text_search_in_the_app_reorders_the_grid(indexed_dataset, app_url, browser,  # noqa: F811
+def test_text_search_in_the_app_reorders_the_grid(indexed_dataset, app_url, browser,
                                                   tiny_models) -> None:
     dataset = indexed_dataset
     insertion = dataset.values("id")
-    query = next((q for q in QUERIES if _ranking(dataset, tiny_models, q) != insertion), None)
+    query = next((q for q in QUERIES if expected_ranking(dataset, q, "vp", tiny_models) != insertion), None)
     assert query is not None, "every query ranks the clips in insertion order"
-    expected = _ranking(dataset, tiny_models, query)
+    expected = expected_ranking(dataset, query, "vp", tiny_models)
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     pages: list[list[str]] = []

@@ -3,7 +3,6 @@ the public loading path: released-format .npz -> fvp.load_model -> encode_*."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

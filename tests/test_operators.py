@@ -4,7 +4,6 @@ immediately and delegated to a real ``fiftyone delegated launch`` worker process
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,38 +12,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fo_fixtures import (ROOT, color_videos, subprocess_env, tiny_models,  # noqa: F401
+from fo_fixtures import (PLUGIN_URI, ROOT, expected_ranking, lvt_params, subprocess_env,
                          unique_name)
 
 import fiftyone as fo
 import fiftyone.brain as fob
 import fiftyone.operators as foo
-import fiftyone.zoo as foz
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import (ExecutionContext, ExecutionRunState,
                                          ValidationContext)
 from fiftyone_videoprism import plugin
 
-URI = f"{plugin.PLUGIN_NAME}/{{}}"
+# The fixtures (database, zoo and plugins folders, tiny models, videos) live in fo_fixtures.py.
+pytest_plugins = ["fo_fixtures"]
+
+URI = PLUGIN_URI
 FIFTYONE_CLI = str(Path(sys.executable).parent / "fiftyone")
 DELEGATED_TIMEOUT = 240
 
 
-@pytest.fixture(scope="session")
-def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plugin installed into a session plugins folder, seen by this process and by every
-    subprocess started afterwards (the delegated worker, the App server)."""
-    plugins_dir = tmp_path_factory.mktemp("plugins")
-    previous = fo.config.plugins_dir
-    os.environ["FIFTYONE_PLUGINS_DIR"] = str(plugins_dir)
-    fo.config.plugins_dir = str(plugins_dir)
-    yield plugin.install_plugin()
-    fo.config.plugins_dir = previous
-    os.environ.pop("FIFTYONE_PLUGINS_DIR", None)
-
-
 @pytest.fixture()
-def dataset(color_videos):  # noqa: F811
+def dataset(color_videos):
     """The three colour clips with their class as ground truth; persistent, so that another
     process (the delegated worker) can load it by name."""
     dataset = fo.Dataset(unique_name("ops"), persistent=True)
@@ -68,12 +56,6 @@ def worker(installed_plugin, tmp_path_factory: pytest.TempPathFactory):
     process.wait(timeout=30)
 
 
-def lvt_params(tiny_models, **params) -> dict:  # noqa: F811
-    """Operator parameters that load the tiny LvT model from local files."""
-    return {"model": "videoprism-lvt-base", "local_files": True, **tiny_models.lvt,
-            "batch_size": 2, **params}
-
-
 def form_errors(name: str, dataset, params: dict) -> dict[str, str]:
     """Validation messages of an operator's form for ``params``, as the App computes them."""
     operator = foo.get_operator(URI.format(name))
@@ -83,14 +65,6 @@ def form_errors(name: str, dataset, params: dict) -> dict[str, str]:
     validation = ValidationContext(ctx, inputs, operator)
     return {error.path.lstrip("."): error.error_message or error.reason
             for error in validation.errors}
-
-
-def expected_ranking(dataset, query: str, brain_key: str, tiny_models) -> list[str]:  # noqa: F811
-    """Sample IDs by decreasing cosine similarity, computed here from the stored index."""
-    results = dataset.load_brain_results(brain_key)
-    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
-    scores = results.embeddings @ model.embed_prompt(query)
-    return [results.sample_ids[i] for i in np.argsort(-scores)]
 
 
 def run_delegated(name: str, dataset, params: dict) -> dict:
@@ -153,7 +127,7 @@ def test_uninstall_removes_only_its_own_folder(tmp_path: Path) -> None:
 # Forms
 
 
-def test_forms_explain_bad_input(installed_plugin, dataset, tiny_models,  # noqa: F811
+def test_forms_explain_bad_input(installed_plugin, dataset, tiny_models,
                                  tmp_path) -> None:
     params = lvt_params(tiny_models)
 
@@ -200,7 +174,7 @@ def test_forms_explain_bad_input(installed_plugin, dataset, tiny_models,  # noqa
 # Runs
 
 
-def check_results(dataset, tiny_models, *, brain_key: str, query: str) -> None:  # noqa: F811
+def check_results(dataset, tiny_models, *, brain_key: str, query: str) -> None:
     """What every mode must leave behind, read back from the database."""
     dataset.reload()
     for vector in dataset.values("videoprism"):
@@ -223,7 +197,7 @@ def check_results(dataset, tiny_models, *, brain_key: str, query: str) -> None: 
     assert all(isinstance(d, float) for d in saved.values("videoprism_similarity"))
 
 
-def test_operators_run_immediately(installed_plugin, dataset, tiny_models) -> None:  # noqa: F811
+def test_operators_run_immediately(installed_plugin, dataset, tiny_models) -> None:
     params = lvt_params(tiny_models)
     # One video already embedded: "skip" must leave it, the others get computed.
     foo.execute_operator(URI.format("compute_embeddings"), view=dataset.limit(1),
@@ -258,7 +232,7 @@ def test_operators_run_immediately(installed_plugin, dataset, tiny_models) -> No
     check_results(dataset, tiny_models, brain_key="vp_now", query=query)
 
 
-def test_operators_run_delegated(installed_plugin, worker, dataset, tiny_models,  # noqa: F811
+def test_operators_run_delegated(installed_plugin, worker, dataset, tiny_models,
                                  tmp_path) -> None:
     params = lvt_params(tiny_models)
     classes = tmp_path / "classes.txt"
