@@ -52,9 +52,9 @@ def test_search_clips(folder, tiny_models):
                    "--query", "a video of red.", "--model-kwargs", json.dumps(tiny_models.lvt))
         # 3 videos of 12 frames in windows of 5: [1-5], [6-10], [11-12] each.
         assert "3 videos -> 9 clips of up to 5 frames" in out
-        results = fo.load_dataset(name).load_brain_results("videoprism_clips")
-        assert results.embeddings.shape == (9, 64)  # 64: the tiny model's width
-        assert out.count(" frames ") == 5
+        top = out.split("Top clips for 'a video of red.':\n")[1].splitlines()
+        assert len(top) == 5
+        assert all(line.split(" frames ")[1] in {"1-5", "6-10", "11-12"} for line in top)
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
