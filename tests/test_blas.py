@@ -143,6 +143,15 @@ def test_off_keeps_the_reference_blas() -> None:
     assert report["gemm"]["max_rel_err"] < 1e-5
 
 
+def test_holds_in_the_app_server_process() -> None:
+    # The App server imports FiftyOne's server, zoo and operators before it loads our zoo hooks
+    # or plugin: none of them may have loaded mlx by then.
+    pre = "import fiftyone.server.main, fiftyone.zoo, fiftyone.operators, fiftyone.brain"
+    report = _run(_package(pre_import=pre), gemm_n=512)
+    assert not report["info"]["mlx_imported_first"] and report["info"]["path"], report["info"]
+    assert report["gemm"]["ratio"] >= FAST_RATIO, report["gemm"]
+
+
 def test_mlx_imported_first_warns() -> None:
     report = _run(_package(pre_import="import mlx.core"))
     assert report["info"]["mlx_imported_first"] and report["info"]["path"] is None
