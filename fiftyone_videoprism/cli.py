@@ -282,8 +282,11 @@ def _load_model(args: argparse.Namespace):
     """The zoo model and the load kwargs the similarity index stores for the App server."""
     import fiftyone.zoo as foz
 
+    from fiftyone_videoprism.configs import canonical_name
     from fiftyone_videoprism.zoo import register_zoo
 
+    # Our own lookup first: it accepts the original names and suggests the closest for a typo.
+    args.model = canonical_name(args.model)
     register_zoo()
     options = {
         "checkpoint_path": args.checkpoint,

@@ -129,6 +129,8 @@ def test_demo_without_weights_says_how_to_point_at_local_files(capsys, tmp_path,
 
 
 def test_user_errors_exit_1_with_a_message(capsys, tiny_models) -> None:
+    assert main(["demo", "--model", "videoprism-lvt-bsae"]) == 1
+    assert "Did you mean 'videoprism-lvt-base'?" in capsys.readouterr().err
     assert main(["search", unique_name("missing"), "a dog"]) == 1
     assert "neither a folder nor a FiftyOne dataset" in capsys.readouterr().err
     dataset = fo.Dataset(unique_name("cli-empty"))
