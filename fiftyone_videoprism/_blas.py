@@ -12,15 +12,21 @@ Environment:
 - ``FIFTYONE_VIDEOPRISM_BLAS`` (``auto``): ``auto`` loads the OpenBLAS of the ngsolve-openblas
   wheel, else the system's ``libopenblas.so.0``; ``off`` leaves MLX's reference BLAS; any other
   value is a CBLAS library (a path, or a name the dynamic linker finds) to load instead.
-- ``FIFTYONE_VIDEOPRISM_BLAS_THREADS`` (unset): BLAS threads. Unset keeps the library's own
-  default, which for OpenBLAS is ``OPENBLAS_NUM_THREADS``, else every usable core.
+- ``FIFTYONE_VIDEOPRISM_BLAS_THREADS`` (unset): BLAS threads. Unset means
+  ``OPENBLAS_NUM_THREADS`` if that is set, else 1: the model spreads its work over one MLX CPU
+  stream per core instead (``model.cpu_lanes``).
+
+The OpenBLAS loaded is a cached copy whose batched-GEMM entry points are renamed: they share
+MKL's names but not its arguments, and would otherwise capture PyTorch's batched matmul.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib.util
 import os
+import struct
 import sys
 import tempfile
 import time
@@ -86,6 +92,84 @@ def _load_with_mlx_gfortran(library: Path) -> ctypes.CDLL:
         return ctypes.CDLL(str(folder / library.name), mode=os.RTLD_GLOBAL)
 
 
+# OpenBLAS exports batched GEMMs under MKL's names but not with MKL's arguments. In the global
+# symbol scope they would take the place of the MKL that PyTorch links in, and torch's batched
+# matmul would crash (seen with torch 2.13). MLX does not call them: the copy we load has them
+# renamed.
+_MKL_CLASHES = frozenset(
+    name.encode()
+    for t in "sdcz"
+    for name in (f"cblas_{t}gemm_batch", f"cblas_{t}gemm_batch_strided", f"{t}gemm_batch_",
+                 f"{t}gemm_batch_strided_")
+)
+_COPY_VERSION = b"1"  # part of the copy's cache key: bump when the renaming changes
+
+
+def _dynamic_names(data: bytes | bytearray) -> tuple[list[tuple[bytes, int, int]], set[int]]:
+    """A 64-bit little-endian ELF file's dynamic symbols as (name, name offset, section index),
+    and the indices of the symbols its own relocations refer to."""
+    if data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
+        raise ValueError("not a 64-bit little-endian ELF file")
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    # (type, offset, size, link) of every section header
+    sections = [struct.unpack_from("<4xI16xQQI", data, shoff + i * shentsize) for i in range(shnum)]
+    dynsym = next(i for i, sec in enumerate(sections) if sec[0] == 11)  # SHT_DYNSYM
+    _, sym_offset, sym_size, strtab = sections[dynsym]
+    str_offset = sections[strtab][1]
+    symbols = []
+    for i in range(sym_size // 24):
+        st_name, st_shndx = struct.unpack_from("<I2xH", data, sym_offset + 24 * i)
+        end = data.index(b"\0", str_offset + st_name)
+        symbols.append((bytes(data[str_offset + st_name:end]), str_offset + st_name, st_shndx))
+    referenced = set()
+    for kind, offset, size, link in sections:
+        if kind == 4 and link == dynsym:  # SHT_RELA entries: offset, info (symbol << 32), addend
+            for j in range(size // 24):
+                referenced.add(struct.unpack_from("<Q", data, offset + 24 * j + 8)[0] >> 32)
+    return symbols, referenced
+
+
+def _private_copy(library: Path) -> Path:
+    """A copy of ``library`` (cached) in which the names in _MKL_CLASHES are renamed so that no
+    other library binds to them; every other symbol is untouched (checked after the change)."""
+    # Imported here: this module must also load on its own, without the package's modules.
+    from fiftyone_videoprism.configs import user_cache_dir
+
+    stat = library.stat()
+    key = hashlib.sha256(b"%s|%d|%d|%s" % (str(library.resolve()).encode(), stat.st_size,
+                                             stat.st_mtime_ns, _COPY_VERSION)).hexdigest()[:16]
+    folders = [user_cache_dir() / "blas" / key,
+               Path(tempfile.gettempdir()) / f"fiftyone-videoprism-blas-{os.getuid()}" / key]
+    for folder in folders:
+        if (folder / library.name).is_file():
+            return folder / library.name
+    data = bytearray(library.read_bytes())
+    before, referenced = _dynamic_names(data)
+    for index, (name, offset, section) in enumerate(before):
+        if name in _MKL_CLASHES and section != 0:  # defined here, not imported
+            if index in referenced:
+                raise ValueError(f"{library.name} uses {name.decode()} itself")
+            # Same length, so no offset moves; the symbol hash tables no longer match the name.
+            data[offset] = ord("_")
+    after, _ = _dynamic_names(data)
+    changed = {old for (old, *_), (new, *_) in zip(before, after) if old != new}
+    if not changed <= _MKL_CLASHES:
+        raise ValueError(f"renaming in {library.name} would also change {sorted(changed)}")
+    for folder in folders:  # the temporary folder when the user cache is not writable
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        except OSError as err:
+            failure = err
+            continue
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, folder / library.name)  # atomic: a concurrent import sees all or none
+        return folder / library.name
+    raise failure
+
+
 def _load_auto() -> tuple[ctypes.CDLL, str, bool]:
     """Load the first OpenBLAS that works: (handle, path or name, via mlx's libgfortran)."""
     failures = []
@@ -93,6 +177,12 @@ def _load_auto() -> tuple[ctypes.CDLL, str, bool]:
     if wheel is None:
         failures.append("the ngsolve-openblas wheel is not installed")
     else:
+        try:
+            wheel = _private_copy(wheel)
+        except (OSError, ValueError, StopIteration) as err:
+            failures.append(f"could not prepare a copy of {wheel}: {err}")
+            wheel = None
+    if wheel is not None:
         try:
             return ctypes.CDLL(str(wheel), mode=os.RTLD_GLOBAL), str(wheel), False
         except OSError as direct_err:
@@ -117,9 +207,14 @@ def _describe(handle: ctypes.CDLL, path: str) -> str:
 
 
 def _set_threads(handle: ctypes.CDLL) -> int | None:
-    """Apply FIFTYONE_VIDEOPRISM_BLAS_THREADS if set; return the library's thread count."""
+    """Apply the thread setting (see the module docstring); return the library's count."""
     text = os.environ.get(THREADS_ENV, "").strip()
     wanted = int(text) if text.isdigit() and int(text) > 0 else None
+    if not text and "OPENBLAS_NUM_THREADS" not in os.environ:
+        # One thread: the model runs independent slices on one MLX stream per core instead
+        # (model.cpu_lanes), which beat two BLAS threads on 2 cores (7.6 s against 12.3 s a
+        # videoprism-base clip), and small batched GEMMs collapse with several threads.
+        wanted = 1
     if text and wanted is None:
         warnings.warn(
             f"fiftyone_videoprism: {THREADS_ENV}={text!r} is not a positive integer; "

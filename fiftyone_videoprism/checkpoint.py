@@ -20,7 +20,7 @@ from typing import Iterator
 import mlx.core as mx
 import numpy as np
 
-from fiftyone_videoprism.configs import VideoPrismConfig, from_original_kwargs
+from fiftyone_videoprism.configs import VideoPrismConfig, from_original_kwargs, user_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -254,12 +254,6 @@ def _source_key(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def user_cache_dir() -> Path:
-    """This package's folder in the user cache (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "fiftyone-videoprism"
-
-
 def converted_path(source: Path) -> Path:
     """Where the converted file for ``source`` lives: beside it if writable, else user cache."""
     beside = source.with_name(source.name.removesuffix(".npz") + CONVERTED_SUFFIX)
@@ -269,13 +263,13 @@ def converted_path(source: Path) -> Path:
     return user_cache_dir() / digest / beside.name
 
 
-def _write_atomic(path: Path, weights: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+def _write_atomic(path: Path, weights: dict[str, mx.array], metadata: dict[str, str]) -> None:
     # Write to a temporary name and rename, so a killed process never leaves a half file.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.safetensors")
     os.close(fd)
     try:
-        mx.save_safetensors(tmp, {k: mx.array(v) for k, v in weights.items()}, metadata=metadata)
+        mx.save_safetensors(tmp, weights, metadata=metadata)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -325,7 +319,10 @@ def load_checkpoint(path: str | os.PathLike,
         weights, metadata = found
         if metadata.get("source") == _source_key(path) and metadata.get("config") == config_json:
             return weights
-    weights = convert(read_flax_npz(path), config, source=str(path))
+    # One MLX copy made while the NumPy conversion is alive, then reused for the cache file:
+    # the peak is twice the weights, not four times.
+    weights = {k: mx.array(v) for k, v in convert(read_flax_npz(path), config,
+                                                   source=str(path)).items()}
     metadata = {"format": FORMAT, "source": _source_key(path), "config": config_json,
                 "source_name": path.name}
     try:
@@ -333,4 +330,4 @@ def load_checkpoint(path: str | os.PathLike,
     except OSError as err:
         logger.warning("Could not cache the converted weights at %s (%s); the checkpoint "
                        "will be converted again next time", cache, err)
-    return {k: mx.array(v) for k, v in weights.items()}
+    return weights

@@ -59,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--image-size", type=int, help="frame side (default: 288)")
     group.add_argument("--resize", choices=("squash", "center_crop"),
                        help="frame resize policy (default: squash, as the original demo)")
-    group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 4)")
+    group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 1, fastest on a CPU)")
 
     zero_shot = argparse.ArgumentParser(add_help=False)
     group = zero_shot.add_argument_group("zero-shot tagging (LvT models)")

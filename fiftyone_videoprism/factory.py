@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from fiftyone_videoprism import hub
 from fiftyone_videoprism.checkpoint import CorruptCheckpointError, load_checkpoint
@@ -20,6 +21,16 @@ from fiftyone_videoprism.tokenizer import Tokenizer
 logger = logging.getLogger(__name__)
 
 ModelSpec = str | VideoPrismConfig | Mapping[str, Any]
+
+# Precision modes of load_model: half-precision types the weights (and so the activations)
+# are cast to, and bits per weight of the quantized Linear layers.
+HALF_DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16}
+QUANT_BITS = {"q8": 8, "q4": 4}
+DTYPES = ("float32", *HALF_DTYPES, *QUANT_BITS)
+# float32 is the parity reference, and on x86 CPUs (no half-precision BLAS) also the fastest.
+DEFAULT_DTYPE = "float32"
+# Quantization groups run along a Linear layer's input dimension, which must divide into them.
+QUANT_GROUP_SIZE = 64
 
 
 def resolve_config(model: ModelSpec) -> tuple[str | None, VideoPrismConfig]:
@@ -41,8 +52,31 @@ def resolve_config(model: ModelSpec) -> tuple[str | None, VideoPrismConfig]:
                     f"constructor kwargs or a .json path; got {type(model).__name__}")
 
 
-def load_model(model: ModelSpec, checkpoint: str | os.PathLike | None = None
-               ) -> FactorizedEncoder | FactorizedVideoCLIP:
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it is one of :data:`DTYPES`, else a ValueError listing them."""
+    if dtype not in DTYPES:
+        raise ValueError(f"Unsupported dtype {dtype!r}. Supported values are {DTYPES}")
+    return dtype
+
+
+def set_precision(net: nn.Module, dtype: str) -> None:
+    """Casts ``net``'s float weights to a half type, or quantizes its Linear layers, in place.
+
+    Quantized modes replace each ``nn.Linear`` whose input dimension is a multiple of
+    :data:`QUANT_GROUP_SIZE` by an ``nn.QuantizedLinear``; the rest (the patch projection of
+    the released models, whose 972 inputs are not), embeddings, positional tables and
+    LayerNorms keep float32, and so do the activations.
+    """
+    if check_dtype(dtype) in HALF_DTYPES:
+        net.set_dtype(HALF_DTYPES[dtype])
+    elif dtype in QUANT_BITS:
+        nn.quantize(net, group_size=QUANT_GROUP_SIZE, bits=QUANT_BITS[dtype],
+                    class_predicate=lambda _, m: (isinstance(m, nn.Linear)
+                                                  and m.weight.shape[1] % QUANT_GROUP_SIZE == 0))
+
+
+def load_model(model: ModelSpec, checkpoint: str | os.PathLike | None = None,
+               dtype: str = DEFAULT_DTYPE) -> FactorizedEncoder | FactorizedVideoCLIP:
     """A VideoPrism model with its weights loaded.
 
     Args:
@@ -53,7 +87,13 @@ def load_model(model: ModelSpec, checkpoint: str | os.PathLike | None = None
             it) or a converted ``*.mlx.safetensors``. Optional for named models: then the
             released file is found through ``FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR`` or
             downloaded from the Hugging Face Hub.
+        dtype: precision: ``"float32"`` (the reference), ``"bfloat16"`` or ``"float16"``
+            (weights and activations; attention softmax and the final L2 normalisation stay
+            float32, as in the original), or ``"q8"`` / ``"q4"`` (8- or 4-bit weights of the
+            Linear layers, group size 64; float32 activations). On a CPU without half-precision
+            BLAS (Linux x86) float32 is also the fastest; see ``bench/precision.py``.
     """
+    check_dtype(dtype)
     name, config = resolve_config(model)
     if checkpoint is None and name is None:
         raise ValueError("a checkpoint path is required when the model is given as a config")
@@ -68,6 +108,7 @@ def load_model(model: ModelSpec, checkpoint: str | os.PathLike | None = None
         weights = load_checkpoint(hub.checkpoint_file(name, force_download=True), config)
     net = build_model(config)
     net.load_weights(list(weights.items()), strict=True)
+    set_precision(net, dtype)
     mx.eval(net.parameters())
     net.eval()
     return net

@@ -34,7 +34,10 @@ from fiftyone_videoprism.tokenizer import Tokenizer, canonicalize_text, tokenize
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "videoprism-lvt-base"
-DEFAULT_BATCH_SIZE = 4
+# Videos per MLX call. One is fastest on a CPU, where the model already spreads each clip over
+# the cores (videoprism-lvt-base: 14.1 s a clip alone, 17.9 s a clip in pairs), and it bounds
+# memory at the weights plus ~0.8 GB; on a GPU larger batches may pay.
+DEFAULT_BATCH_SIZE = 1
 # Prompts per text-encoder call: bounds the (prompts, heads, 65, 65) attention buffers when a
 # long class list is multiplied by several templates.
 _TEXT_BATCH = 256
@@ -42,7 +45,7 @@ _MAX_TEXT_LENGTH = 64
 _QUOTE_CHARS = 200
 CONFIG_KEYS = ("model_name", "checkpoint_path", "tokenizer_path", "model_config", "num_frames",
                "image_size", "resize", "batch_size", "classes", "prompt_templates",
-               "temperature", "store_logits")
+               "temperature", "store_logits", "dtype")
 
 
 class VideoPrismModelConfig(foc.Config):
@@ -69,7 +72,7 @@ class VideoPrismModelConfig(foc.Config):
         resize ("squash"): ``"squash"`` resizes the whole frame to ``image_size`` square,
             ignoring its aspect ratio, as the original demo does; ``"center_crop"`` resizes
             the shorter side and crops the centre square, keeping proportions
-        batch_size (4): videos per MLX call in :meth:`VideoPrismModel.embed_all`,
+        batch_size (1): videos per MLX call in :meth:`VideoPrismModel.embed_all`,
             :meth:`VideoPrismModel.predict_all` and :mod:`fiftyone_videoprism.apply`
         classes (None): class names for zero-shot :meth:`VideoPrismModel.predict` (LvT only)
         prompt_templates (None): one template or a list, each with one ``{}`` for the class
@@ -79,6 +82,10 @@ class VideoPrismModelConfig(foc.Config):
             in the original demo
         store_logits (False): whether predictions carry the per-class logits
             ``similarity / temperature``
+        dtype ("float32"): precision of the MLX model, one of ``"float32"``, ``"bfloat16"``,
+            ``"float16"`` (weights and activations), ``"q8"`` or ``"q4"`` (quantized Linear
+            weights); see :func:`fiftyone_videoprism.factory.load_model`. Embeddings are
+            float32 in every mode
     """
 
     def __init__(self, d: dict[str, Any]) -> None:
@@ -118,6 +125,8 @@ class VideoPrismModelConfig(foc.Config):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.store_logits = self.parse_bool(d, "store_logits", default=False)
+        self.dtype = factory.check_dtype(self.parse_string(d, "dtype",
+                                                           default=factory.DEFAULT_DTYPE))
 
 
 class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.LogitsMixin):
@@ -170,7 +179,8 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
                 "must come from checkpoint_path too; pass checkpoint_path='/path/to/weights.npz'"
             )
         spec = config.model_config if config.model_config is not None else config.model_name
-        self._net = factory.load_model(spec, checkpoint=config.checkpoint_path)
+        self._net = factory.load_model(spec, checkpoint=config.checkpoint_path,
+                                       dtype=config.dtype)
         patch = self._net.config.patch_size
         if self.image_size % patch:
             raise ValueError(
@@ -309,7 +319,9 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         with self._lock:
             out = self._net.encode_video(x)
             if not self.is_lvt:
-                out = mx.mean(out, axis=1)  # (B, T*N, D) tokens -> (B, D)
+                # (B, T*N, D) tokens -> (B, D); in float32, as half-precision tokens would
+                # lose digits summing thousands of them (and numpy has no bfloat16).
+                out = mx.mean(out.astype(mx.float32), axis=1)
             out = np.array(out, dtype=np.float32)
         return zeroshot.l2_normalize(out)
 

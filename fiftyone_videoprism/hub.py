@@ -35,8 +35,7 @@ import huggingface_hub
 from huggingface_hub import (get_hf_file_metadata, hf_hub_download, hf_hub_url,
                              try_to_load_from_cache)
 
-from fiftyone_videoprism.checkpoint import user_cache_dir
-from fiftyone_videoprism.configs import canonical_name
+from fiftyone_videoprism.configs import canonical_name, user_cache_dir
 
 ENV_CHECKPOINT_DIR = "FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR"
 ENV_TOKENIZER = "FIFTYONE_VIDEOPRISM_TOKENIZER"

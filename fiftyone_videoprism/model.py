@@ -8,7 +8,10 @@ P patch side, G patches per side, N = G*G, D width, L text length, S sequence le
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -17,6 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from fiftyone_videoprism._blas import blas_info
 from fiftyone_videoprism.configs import VideoPrismConfig
 
 LN_EPS = 1e-6
@@ -84,19 +88,107 @@ def sinusoid_table(length: int, dim: int) -> np.ndarray:
 # Blocks
 
 
-def _capped_softmax(logits: mx.array, cap: float, mask: mx.array | None) -> mx.array:
+# Budget for one chunk of attention logits (B*h*queries*S float32): the 4096-token auxiliary
+# attention would otherwise hold 12*4096*4096*4 bytes = 805 MB per clip at once. 32 MB chunks
+# cost no time against 128 MB ones and cut videoprism-lvt-base's peak from 1.97 to 1.75 GB.
+_LOGITS_BYTES = 32 << 20
+# Largest logit cap for which the softmax may skip its max subtraction (see _capped_attention).
+_MAX_UNSHIFTED_CAP = 50.0
+
+
+def cpu_lanes() -> int:
+    """How many CPU streams a model splits independent work over by default.
+
+    MLX's element-wise CPU kernels use one core, and on few cores a multi-threaded BLAS makes
+    the small batched attention GEMMs collapse (20x slower with 2 threads on 2 cores). So the
+    cores the BLAS leaves to itself are used by running independent slices (frames, sequences,
+    query rows) on separate MLX streams instead. 1 off the CPU (Metal runs its own kernels).
+    """
+    if mx.default_device() != mx.cpu:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // (blas_info()["threads"] or 1))
+
+
+_THREAD_STREAMS = threading.local()
+
+
+def _streams(lanes: int) -> tuple[mx.Stream, ...]:
+    """``lanes`` CPU streams of the calling thread: MLX streams belong to the thread that made
+    them (the App server and the operators run models in worker threads), and cannot be freed,
+    so each thread makes its own once."""
+    if lanes < 2:
+        return ()
+    made = getattr(_THREAD_STREAMS, "by_lanes", None)
+    if made is None:
+        made = _THREAD_STREAMS.by_lanes = {}
+    if lanes not in made:
+        made[lanes] = tuple(mx.new_stream(mx.cpu) for _ in range(lanes))
+    return made[lanes]
+
+
+def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous, near-equal (start, stop) ranges covering 0..n (none empty)."""
+    cuts = np.linspace(0, n, min(parts, n) + 1).round().astype(int)
+    return list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
+
+
+def _on_streams(fn: Callable[..., mx.array], arrays: tuple[mx.array | None, ...],
+                streams: tuple[mx.Stream, ...], axis: int) -> mx.array:
+    """fn over slices of ``arrays`` along ``axis`` (None passes through), one slice per stream."""
+    n = next(a for a in arrays if a is not None).shape[axis]
+    if len(streams) < 2 or n < 2:
+        return fn(*arrays)
+    index = [slice(None)] * (axis + 1)
+    outs = []
+    for stream, (lo, hi) in zip(streams, _bounds(n, len(streams))):
+        index[axis] = slice(lo, hi)
+        with mx.stream(stream):
+            outs.append(fn(*(None if a is None else a[tuple(index)] for a in arrays)))
+    return mx.concatenate(outs, axis=axis)
+
+
+@lru_cache(maxsize=8)
+def _capped_exp(cap: float) -> Callable[[mx.array], mx.array]:
+    """Fused exp(cap * tanh(u)): one pass over the logits instead of four."""
+    return mx.compile(lambda u: mx.exp(cap * mx.tanh(u)), shapeless=True)
+
+
+def _unshifted(cap: float, mask: mx.array | None, dtype: mx.Dtype) -> bool:
+    """Whether attention takes _capped_attention's unshifted-exp path (float32 only: in half
+    precision the original runs its softmax in float32, and e^50 overflows float16)."""
+    return mask is None and 0 < cap <= _MAX_UNSHIFTED_CAP and dtype == mx.float32
+
+
+def _capped_attention(q: mx.array, k: mx.array, v: mx.array, cap: float,
+                      mask: mx.array | None) -> mx.array:
+    """softmax(cap * tanh(q.k^T / cap) masked) @ v for q (B, h, Q, dh), k and v (B, h, S, dh).
+
+    q must already carry 1/sqrt(dh), and also 1/cap on the unmasked capped path. There the
+    capped logits lie in [-cap, cap], so for cap <= 50 exp() of them is finite and normal in
+    float32 (e^50 = 5e21; times 4096 keys, 2e25, is far below the float32 maximum): the softmax
+    needs no max subtraction, and its normalisation is applied to the (Q, dh) output instead
+    of the (Q, S) probabilities. Masked (or uncapped, or half-precision) attention keeps the
+    plain softmax, whose fully masked rows must come out uniform as in the original; like the
+    original, it caps, masks and normalises the logits in float32.
+    """
+    if _unshifted(cap, mask, q.dtype):
+        weights = _capped_exp(cap)(q @ k.swapaxes(-1, -2))  # (B, h, Q, S)
+        return (weights @ v) / weights.sum(axis=-1, keepdims=True)
+    logits = (q @ k.swapaxes(-1, -2)).astype(mx.float32)
     if cap > 0:
         logits = cap * mx.tanh(logits / cap)
     if mask is not None:
         logits = mx.where(mask, logits, _MASKED_LOGIT)
-    return mx.softmax(logits, axis=-1, precise=True)
+    return mx.softmax(logits, axis=-1, precise=True).astype(v.dtype) @ v
 
 
 class Attention(nn.Module):
     """Multi-head self-attention with the original's 1/sqrt(d_h) query scaling and logit cap.
 
     ``qkv`` fuses the original's separate query/key/value projections (one GEMM instead of
-    three); ``post`` is the output projection.
+    three); ``post`` is the output projection. The block calls the three parts itself, so
+    that it can split the position-wise ones over streams.
     """
 
     def __init__(self, dim: int, num_heads: int, logit_cap: float):
@@ -106,14 +198,28 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.post = nn.Linear(dim, dim)
 
-    def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
-        b, s, d = x.shape
-        h = self.num_heads
-        qkv = self.qkv(x).reshape(b, s, 3, h, d // h).transpose(2, 0, 3, 1, 4)  # (3, B, h, S, dh)
-        q, k, v = qkv[0] * (1.0 / math.sqrt(d // h)), qkv[1], qkv[2]
-        probs = _capped_softmax(q @ k.swapaxes(-1, -2), self.logit_cap, mask)  # (B, h, S, S)
-        out = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, d)
-        return self.post(out)
+    def attend(self, qkv: mx.array, mask: mx.array | None = None,
+               streams: tuple[mx.Stream, ...] = ()) -> mx.array:
+        """(B, S, 3D) projections -> (B, S, D) attention output, before ``post``.
+
+        Query rows go in chunks that bound the logits' memory, spread over ``streams``.
+        """
+        b, s, d3 = qkv.shape
+        h, dh = self.num_heads, d3 // (3 * self.num_heads)
+        qkv = qkv.reshape(b, s, 3, h, dh).transpose(2, 0, 3, 1, 4)  # (3, B, h, S, dh)
+        cap = self.logit_cap
+        fast = _unshifted(cap, mask, qkv.dtype)
+        q = qkv[0] * (1.0 / (math.sqrt(dh) * (cap if fast else 1.0)))
+        k, v = qkv[1], qkv[2]
+        chunks = max(len(streams), math.ceil(b * h * s * s * 4 / _LOGITS_BYTES))
+        outs = []
+        for i, (lo, hi) in enumerate(_bounds(s, chunks)):
+            rows = None if mask is None or mask.shape[2] == 1 else mask[:, :, lo:hi]
+            with mx.stream(streams[i % len(streams)]) if streams else contextlib.nullcontext():
+                outs.append(_capped_attention(q[:, :, lo:hi], k, v, cap,
+                                              mask if rows is None else rows))
+        out = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=2)  # (B, h, S, dh)
+        return out.transpose(0, 2, 1, 3).reshape(b, s, h * dh)
 
 
 class TransformerBlock(nn.Module):
@@ -129,13 +235,20 @@ class TransformerBlock(nn.Module):
         self.ffn_layer2 = nn.Linear(mlp_dim, dim)
         self.activation = activation
 
-    def __call__(self, x: mx.array, mask: mx.array | None = None,
-                 keep: mx.array | None = None) -> mx.array:
-        x = x + self.self_attention(self.layer_norm(x), mask)
+    def _ffn(self, x: mx.array, keep: mx.array | None) -> mx.array:
         update = self.ffn_layer2(self.activation(self.ffn_layer1(self.ff_layer_norm(x))))
-        if keep is not None:
-            update = update * keep
-        return x + update
+        return x + (update if keep is None else update * keep)
+
+    def __call__(self, x: mx.array, mask: mx.array | None = None,
+                 keep: mx.array | None = None,
+                 streams: tuple[mx.Stream, ...] = ()) -> mx.array:
+        """x (B, S, D). With ``streams``, the position-wise parts run on slices of S, one per
+        stream, and attention on chunks of query rows (for long single sequences)."""
+        att = self.self_attention
+        qkv = _on_streams(lambda r: att.qkv(self.layer_norm(r)), (x,), streams, axis=1)
+        o = att.attend(qkv, mask, streams)
+        x = _on_streams(lambda r, o_: r + att.post(o_), (x, o), streams, axis=1)
+        return _on_streams(self._ffn, (x, keep), streams, axis=1)
 
 
 class StackedTransformer(nn.Module):
@@ -146,17 +259,30 @@ class StackedTransformer(nn.Module):
                        for _ in range(num_layers)]
 
     def __call__(self, x: mx.array, paddings: mx.array | None = None,
-                 causal: bool = False) -> mx.array:
-        """x (B, S, D); paddings (B, S) with 1 = padded (keys masked, no FFN update)."""
-        mask, keep = _attention_mask(x.shape[1], paddings, causal)
+                 causal: bool = False, lanes: int = 1) -> mx.array:
+        """x (B, S, D); paddings (B, S) with 1 = padded (keys masked, no FFN update).
+
+        ``lanes`` > 1 splits the work over that many CPU streams: whole sequences when B is
+        large enough, else positions and query rows within each layer.
+        """
+        streams = _streams(lanes)
+        if x.shape[0] >= len(streams):
+            return _on_streams(lambda x_, p_: self._run(x_, p_, causal), (x, paddings),
+                               streams, axis=0)
+        return self._run(x, paddings, causal, streams)
+
+    def _run(self, x: mx.array, paddings: mx.array | None, causal: bool,
+             streams: tuple[mx.Stream, ...] = ()) -> mx.array:
+        mask, keep = _attention_mask(x.shape[1], paddings, causal, x.dtype)
         for layer in self.layers:
-            x = layer(x, mask, keep)
+            x = layer(x, mask, keep, streams)
         return x
 
 
-def _attention_mask(s: int, paddings: mx.array | None,
-                    causal: bool) -> tuple[mx.array | None, mx.array | None]:
-    """Boolean (B|1, 1, S, S) mask (True = attend) and the (B, S, 1) FFN keep factor."""
+def _attention_mask(s: int, paddings: mx.array | None, causal: bool,
+                    dtype: mx.Dtype = mx.float32) -> tuple[mx.array | None, mx.array | None]:
+    """Boolean (B|1, 1, S, S) mask (True = attend) and the (B, S, 1) FFN keep factor in
+    ``dtype`` (the activations', so that it does not promote them to float32)."""
     mask = mx.tril(mx.ones((s, s), dtype=mx.bool_))[None, None] if causal else None
     if paddings is None:
         return mask, None
@@ -167,7 +293,7 @@ def _attention_mask(s: int, paddings: mx.array | None,
         mask = mask & key_mask & valid[:, None, :, None]
     else:
         mask = key_mask
-    return mask, (1.0 - paddings)[..., None].astype(mx.float32)
+    return mask, (1.0 - paddings)[..., None].astype(dtype)
 
 
 def l2_normalize(x: mx.array) -> mx.array:
@@ -203,6 +329,14 @@ class FactorizedEncoder(nn.Module):
         self.temporal_encoder = StackedTransformer(c.num_temporal_layers, d, c.mlp_dim,
                                                    c.num_heads, c.atten_logit_cap, gelu)
         self.temporal_ln = nn.LayerNorm(d, eps=LN_EPS)
+        # CPU streams to split frames and sequences over; set it to 1 to run on one stream.
+        self.lanes = cpu_lanes()
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        """Activation dtype: float32, or the half type factory.load_model cast the weights to
+        (quantized models keep float32 activations and positional tables)."""
+        return self.spatial_pos_emb.dtype
 
     def check_video(self, video: mx.array) -> None:
         """Raises ValueError unless video is (B, T, S, S, 3) with S a multiple of the patch size."""
@@ -216,9 +350,11 @@ class FactorizedEncoder(nn.Module):
                 f"{p} (e.g. {self.config.image_size}), and T >= 1; got shape {tuple(video.shape)}"
             )
 
-    def __call__(self, video, frame_paddings=None) -> EncoderOutput:
-        """video (B, T, H, W, 3) float in [0, 1]; frame_paddings (B, T), 1 = padded frame."""
-        video = _as_array(video, mx.float32)
+    def __call__(self, video, frame_paddings=None, lanes: int | None = None) -> EncoderOutput:
+        """video (B, T, H, W, 3) float in [0, 1]; frame_paddings (B, T), 1 = padded frame;
+        lanes: CPU streams to use (None: ``self.lanes``)."""
+        lanes = self.lanes if lanes is None else lanes
+        video = _as_array(video, self.dtype)
         self.check_video(video)
         b, t, s, _, _ = video.shape
         p = self.config.patch_size
@@ -229,21 +365,23 @@ class FactorizedEncoder(nn.Module):
         # Patches are row-major over the grid, each flattened as (row in patch, col, channel).
         x = video.reshape(b * t, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b * t, n, -1)
         x = self.patch_projection(x)
-        x = x + resize_spatial_table(self.spatial_pos_emb, self.config.pos_emb_shape[1:], g)
+        # Resized tables come out float32 (the resize weights are); cast so x keeps its dtype.
+        x = x + resize_spatial_table(self.spatial_pos_emb, self.config.pos_emb_shape[1:],
+                                     g).astype(x.dtype)
 
         frame_pad = None if frame_paddings is None else _as_array(frame_paddings, mx.float32)
         spatial_pad = None
         if frame_pad is not None:
             spatial_pad = mx.broadcast_to(frame_pad.reshape(b * t, 1), (b * t, n))
-        x = self.spatial_ln(self.spatial_encoder(x, spatial_pad))  # (B*T, N, D)
+        x = self.spatial_ln(self.spatial_encoder(x, spatial_pad, lanes=lanes))  # (B*T, N, D)
         spatial_features = x.reshape(b, t * n, d)
 
         x = x.reshape(b, t, n, d).transpose(0, 2, 1, 3).reshape(b * n, t, d)
-        x = x + resize_temporal_table(self.temporal_pos_emb, t)
+        x = x + resize_temporal_table(self.temporal_pos_emb, t).astype(x.dtype)
         temporal_pad = None
         if frame_pad is not None:
             temporal_pad = mx.broadcast_to(frame_pad[:, None, :], (b, n, t)).reshape(b * n, t)
-        x = self.temporal_ln(self.temporal_encoder(x, temporal_pad))  # (B*N, T, D)
+        x = self.temporal_ln(self.temporal_encoder(x, temporal_pad, lanes=lanes))  # (B*N, T, D)
         tokens = x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t * n, d)
         return EncoderOutput(tokens=tokens, spatial_features=spatial_features)
 
@@ -271,15 +409,16 @@ class AttentionPooler(nn.Module):
         self.post = nn.Linear(inner, dim)
         self.layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
 
-    def __call__(self, x: mx.array) -> mx.array:
-        """x (B, S, D) -> (B, D)."""
+    def __call__(self, x: mx.array, lanes: int = 1) -> mx.array:
+        """x (B, S, D) -> (B, D); the key/value projections split S over ``lanes`` streams."""
         b, s, _ = x.shape
         h = self.num_heads
         dh = self.per_dim_scale.shape[0]
         scale = (_R_SOFTPLUS_0 / math.sqrt(dh)) * nn.softplus(self.per_dim_scale)
         q = self.query(self.pooling_attention_query).reshape(1, h, 1, dh) * scale
-        k = self.key(x).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
-        v = self.value(x).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
+        streams = _streams(lanes)
+        k = _on_streams(self.key, (x,), streams, axis=1).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
+        v = _on_streams(self.value, (x,), streams, axis=1).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
         probs = mx.softmax(q @ k.swapaxes(-1, -2), axis=-1, precise=True)  # (B, h, 1, S)
         out = (probs @ v).transpose(0, 2, 1, 3).reshape(b, h * dh)
         return self.layer_norm(self.post(out))
@@ -299,15 +438,16 @@ class TextEncoder(nn.Module):
         self.unimodal_ln = nn.LayerNorm(d, eps=LN_EPS)
         self.causal = config.enable_causal_atten
 
-    def __call__(self, ids: mx.array, paddings: mx.array) -> mx.array:
+    def __call__(self, ids: mx.array, paddings: mx.array, lanes: int = 1) -> mx.array:
         """ids (B, L) int, paddings (B, L) 1 = pad -> CLS features (B, D), not normalised."""
         b, length = ids.shape
         scale = math.sqrt(self.dim)
-        x = self.token_emb(ids) * scale + mx.array(sinusoid_table(length, self.dim))
+        x = self.token_emb(ids) * scale
+        x = x + mx.array(sinusoid_table(length, self.dim)).astype(x.dtype)
         cls = mx.broadcast_to(self.cls_emb * scale, (b, 1, self.dim))
         x = mx.concatenate([x, cls], axis=1)
         paddings = mx.concatenate([paddings, mx.zeros((b, 1), dtype=paddings.dtype)], axis=1)
-        x = self.unimodal_transformer(x, paddings, causal=self.causal)
+        x = self.unimodal_transformer(x, paddings, causal=self.causal, lanes=lanes)
         return self.unimodal_ln(x)[:, -1]
 
 
@@ -333,22 +473,24 @@ class FactorizedVideoCLIP(nn.Module):
                                                     c.num_heads, c.atten_logit_cap, nn.gelu)
         self.contrastive_vision_pooler = AttentionPooler(c.model_dim, c.num_heads)
         self.text_encoder = TextEncoder(c)
+        # CPU streams to split work over; set it to 1 to run on one stream.
+        self.lanes = cpu_lanes()
 
     def __call__(self, video, frame_paddings=None, frame_embeddings: bool = False
                  ) -> VideoCLIPOutput:
-        enc = self.vision_encoder(video, frame_paddings)
+        enc = self.vision_encoder(video, frame_paddings, lanes=self.lanes)
         # As in the original, frame paddings do not reach the auxiliary layers or the pooler.
-        x = self.auxiliary_encoder(enc.tokens)
+        x = self.auxiliary_encoder(enc.tokens, lanes=self.lanes)
         per_frame = None
         if frame_embeddings:
             b, tn, d = x.shape
             t = _as_array(video).shape[1]
-            per_frame = self.contrastive_vision_pooler(x.reshape(b * t, tn // t, d))
+            per_frame = self.contrastive_vision_pooler(x.reshape(b * t, tn // t, d), self.lanes)
             per_frame = per_frame.reshape(b, t, d)
         return VideoCLIPOutput(
             spatial_features=enc.spatial_features,
             spatiotemporal_features=enc.tokens,
-            video_embeddings=self.contrastive_vision_pooler(x),
+            video_embeddings=self.contrastive_vision_pooler(x, self.lanes),
             frame_embeddings=per_frame,
         )
 
@@ -368,7 +510,7 @@ class FactorizedVideoCLIP(nn.Module):
         # (padded keys are masked and the CLS has no position): skip computing them.
         real = np.asarray(paddings < 0.5)
         length = int(real.any(axis=0).nonzero()[0].max()) + 1 if real.any() else 1
-        emb = self.text_encoder(ids[:, :length], paddings[:, :length])
+        emb = self.text_encoder(ids[:, :length], paddings[:, :length], self.lanes)
         return l2_normalize(emb) if normalize else emb
 
 

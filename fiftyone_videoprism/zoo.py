@@ -123,6 +123,8 @@ def resolve_input(model_name: str, ctx: Any):
     """Zoo hook: the App form for this model's parameters (a ``types.Property``)."""
     from fiftyone.operators import types
 
+    from fiftyone_videoprism.fo_model import DEFAULT_BATCH_SIZE
+
     config = get_config(model_name)
     inputs = types.Object()
     if config.is_lvt:
@@ -152,7 +154,7 @@ def resolve_input(model_name: str, ctx: Any):
         description="squash: whole frame to a square (the original demo); "
                     "center_crop: keep proportions, crop the centre",
     )
-    inputs.int("batch_size", default=4, label="Batch size", description="Videos per MLX call")
+    inputs.int("batch_size", default=DEFAULT_BATCH_SIZE, label="Batch size", description="Videos per MLX call")
     return types.Property(inputs)
 
 

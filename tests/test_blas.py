@@ -180,3 +180,45 @@ def test_unusable_setting_warns_and_keeps_reference(setting: str, expected: str)
     assert report["info"]["path"] is None
     (message,) = report["warnings"]
     assert expected in message and setting in message
+
+
+def test_mkl_named_batch_gemms_stay_out_of_the_global_scope() -> None:
+    """The loaded OpenBLAS provides cblas_sgemm to every library, but not its batched GEMMs,
+    whose MKL namesakes (inside PyTorch) take other arguments."""
+    code = _package() + """
+    import ctypes
+    scope = ctypes.CDLL(None)
+    info["global"] = {name: hasattr(scope, name) for name in
+                      ("cblas_sgemm", "cblas_sgemm_batch", "sgemm_batch_", "cblas_dgemm_batch")}
+"""
+    report = _run(code)
+    assert report["info"]["global"] == {"cblas_sgemm": True, "cblas_sgemm_batch": False,
+                                        "sgemm_batch_": False, "cblas_dgemm_batch": False}
+
+
+def test_torch_batched_matmul_still_works_beside_it() -> None:
+    pytest.importorskip("torch", reason="PyTorch (the bench extra) is not installed")
+    code = _package() + """
+    import numpy as np
+    import torch
+    a = torch.randn(256, 12, 16, 64)
+    got = (a @ a.transpose(-1, -2)).numpy()
+    want = np.einsum("bhqd,bhkd->bhqk", a.numpy().astype(np.float64), a.numpy())
+    info["torch_bmm_err"] = float(np.abs(got - want).max())
+"""
+    report = _run(code)
+    assert report["info"]["torch_bmm_err"] < 1e-3
+
+
+def test_private_copy_renames_only_the_batch_gemms(tmp_path, monkeypatch) -> None:
+    from fiftyone_videoprism import _blas
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = Path(_wheel_library())
+    copy = _blas._private_copy(source)
+    assert copy.is_relative_to(tmp_path) and _blas._private_copy(source) == copy
+    before, _ = _blas._dynamic_names(source.read_bytes())
+    after, _ = _blas._dynamic_names(copy.read_bytes())
+    renamed = {old for (old, *_), (new, *_) in zip(before, after, strict=True) if old != new}
+    assert renamed and renamed <= _blas._MKL_CLASHES
+    assert b"cblas_sgemm" in {name for name, *_ in after}

@@ -180,3 +180,32 @@ def test_full_size_configs_build_and_load(tmp_path):
         assert out.shape == expected
         assert np.isfinite(np.array(out)).all()
         del net, arrays
+
+
+def test_streams_and_query_chunks_keep_outputs(models, monkeypatch):
+    """Splitting work over CPU streams and attention over query chunks changes no output."""
+    net = models["tiny_lvt"]
+    video = _io("tiny_lvt", "case0")["video"][:1]
+    monkeypatch.setattr(net, "lanes", 1)
+    ref = net(video, frame_embeddings=True)
+    monkeypatch.setattr(net, "lanes", 2)
+    monkeypatch.setattr(M, "_LOGITS_BYTES", 4096)  # forces many query chunks
+    out = net(video, frame_embeddings=True)
+    for name in ("spatiotemporal_features", "video_embeddings", "frame_embeddings"):
+        np.testing.assert_allclose(np.array(getattr(out, name)), np.array(getattr(ref, name)),
+                                   atol=1e-5)
+
+
+def test_runs_in_worker_threads(models, monkeypatch):
+    """MLX streams belong to their thread: a model used from worker threads (the App server,
+    the operators) must still run with several lanes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = models["tiny_lvt"]
+    monkeypatch.setattr(net, "lanes", 2)
+    video = _io("tiny_lvt", "case0")["video"][:1]
+    ref = np.array(net.encode_video(video))
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda _: np.array(net.encode_video(video)), range(3)))
+    for out in outs:
+        np.testing.assert_allclose(out, ref, atol=1e-6)

@@ -1,0 +1,1 @@
+"""Benchmarks of the MLX VideoPrism port (not tests): ``python -m bench [--quick]``."""
