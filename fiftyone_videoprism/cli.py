@@ -59,6 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--image-size", type=int, help="frame side (default: 288)")
     group.add_argument("--resize", choices=("squash", "center_crop"),
                        help="frame resize policy (default: squash, as the original demo)")
+    group.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "q8", "q4"),
+                       help="precision (default: float32, the fastest on a CPU)")
     group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 1, fastest on a CPU)")
 
     zero_shot = argparse.ArgumentParser(add_help=False)
@@ -296,6 +298,7 @@ def _load_model(args: argparse.Namespace):
         "image_size": args.image_size,
         "resize": args.resize,
         "batch_size": args.batch_size,
+        "dtype": args.dtype,
     }
     # Absolute paths, so that the App server (another working folder) finds the same files.
     for key in ("checkpoint_path", "tokenizer_path", "model_config"):
