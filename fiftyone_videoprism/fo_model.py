@@ -330,14 +330,16 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         return self.embed_all([arg])[0]
 
     def embed_all(self, args: Iterable[Any]) -> np.ndarray:
-        """(N, D) embeddings, ``batch_size`` videos per MLX call."""
-        frames = [self.read_frames(arg) for arg in args]
-        if not frames:
+        """(N, D) embeddings, ``batch_size`` videos per MLX call (decoded batch by batch, so
+        memory does not grow with N)."""
+        args = list(args)
+        if not args:
             return np.empty((0, self.embedding_dim), np.float32)
         step = self.config.batch_size
-        return np.concatenate(
-            [self.embed_frames(np.stack(frames[i:i + step])) for i in range(0, len(frames), step)]
-        )
+        return np.concatenate([
+            self.embed_frames(np.stack([self.read_frames(arg) for arg in args[i:i + step]]))
+            for i in range(0, len(args), step)
+        ])
 
     def embed_prompt(self, prompt: str) -> np.ndarray:
         """(D,) float32 unit-norm embedding of a text prompt (LvT models only)."""
