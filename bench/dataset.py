@@ -72,8 +72,9 @@ def main() -> None:
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
-    from fiftyone_videoprism import apply, video
-    from fiftyone_videoprism.fo_model import VideoPrismModel, VideoPrismModelConfig
+    from fiftyone_videoprism.core import video
+    from fiftyone_videoprism.fo import runs
+    from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
     paths = []
     for i in range(args.videos):
@@ -109,7 +110,7 @@ def main() -> None:
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in paths])
     start = time.perf_counter()
-    apply.compute_embeddings(dataset, model, "videoprism", progress=False)
+    runs.compute_embeddings(dataset, model, "videoprism", progress=False)
     e2e_s = time.perf_counter() - start
     pure_s = (pure_s + pure_seconds()) / 2
     stored = len(dataset.exists("videoprism"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fiftyone_videoprism.configs import VideoPrismConfig
+from fiftyone_videoprism.core.configs import VideoPrismConfig
 
 
 def _block_macs(seq: int, d: int, mlp: int) -> int:

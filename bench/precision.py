@@ -27,7 +27,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from bench.weights import random_flax_arrays
-from fiftyone_videoprism import checkpoint, factory, model
+from fiftyone_videoprism.core import checkpoint, factory, model
 
 FIXTURE = Path(__file__).parent.parent / "tests" / "data" / "tiny_lvt"
 FULL_MODEL = "videoprism-lvt-base"

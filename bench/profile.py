@@ -9,7 +9,7 @@ import mlx.nn as nn
 import numpy as np
 
 from bench.common import median_seconds
-from fiftyone_videoprism import model as M
+from fiftyone_videoprism.core import model as M
 
 FRAMES, TOKENS, D, HEADS, MLP = 16, 256, 768, 12, 3072
 

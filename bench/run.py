@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import fiftyone_videoprism as fvp  # noqa: I001  (before mlx: MLX must bind the optimised BLAS)
-from fiftyone_videoprism.fo_model import DEFAULT_BATCH_SIZE
+from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE
 import mlx.core as mx
 import numpy as np
 
@@ -33,7 +33,8 @@ from bench.common import CORES, clip_input, median_seconds, text_input
 from bench.flops import text_flops, video_flops
 from bench.profile import mlx_profile
 from bench.weights import mlx_model, random_flax_arrays
-from fiftyone_videoprism._blas import blas_info, gemm_gflops
+from bench.gemm import gemm_gflops
+from fiftyone_videoprism.core.blas import blas_info
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -6,8 +6,8 @@ import fiftyone_videoprism  # noqa: F401  (before mlx: MLX must bind the optimis
 import mlx.core as mx
 import numpy as np
 
-from fiftyone_videoprism import checkpoint, model
-from fiftyone_videoprism.configs import VideoPrismConfig
+from fiftyone_videoprism.core import checkpoint, model
+from fiftyone_videoprism.core.configs import VideoPrismConfig
 
 
 def random_flax_arrays(config: VideoPrismConfig, seed: int = 0) -> dict[str, np.ndarray]:

@@ -18,8 +18,8 @@ import fiftyone as fo
 import fiftyone.brain as fob
 import fiftyone.zoo as foz
 
-from fiftyone_videoprism import apply
-from fiftyone_videoprism.zoo import register_zoo
+from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo.zoo import register_zoo
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
 
     # 3. One embedding per video: several videos per MLX call, decoding ahead in a thread.
     model = foz.load_zoo_model(args.model, **model_kwargs)
-    apply.compute_embeddings(dataset, model, "videoprism")
+    runs.compute_embeddings(dataset, model, "videoprism")
 
     # 4. A similarity index that knows the zoo model by name: text queries work in the App,
     #    whose server loads the model itself with these same kwargs.
@@ -55,7 +55,7 @@ def main() -> None:
     # 5. Zero-shot tags over your classes (prompt "a video of {}.", softmax at T = 0.01).
     if args.classes:
         model.config.classes = [c.strip() for c in args.classes.split(",")]
-        apply.apply_zero_shot(dataset, model, "videoprism_zero_shot",
+        runs.apply_zero_shot(dataset, model, "videoprism_zero_shot",
                               embeddings_field="videoprism", tag_samples=True)
         print(dataset.count_values("videoprism_zero_shot.label"))
 

@@ -16,8 +16,8 @@ import fiftyone as fo
 import fiftyone.brain as fob
 import fiftyone.zoo as foz
 
-from fiftyone_videoprism import apply
-from fiftyone_videoprism.zoo import register_zoo
+from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo.zoo import register_zoo
 
 
 def windows(total_frames: int, length: int) -> list[tuple[int, int]]:
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"{len(dataset)} videos -> {len(clips)} clips of up to {args.window} frames")
 
     model = foz.load_zoo_model(args.model, **model_kwargs)
-    apply.compute_embeddings(clips, model, "videoprism")
+    runs.compute_embeddings(clips, model, "videoprism")
     fob.compute_similarity(clips, model=args.model, model_kwargs=model_kwargs,
                            embeddings="videoprism", brain_key="videoprism_clips")
 

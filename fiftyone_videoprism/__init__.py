@@ -1,41 +1,39 @@
 """VideoPrism video encoders on MLX, with FiftyOne zoo models and plugin operators.
 
-The MLX core (configs, model, checkpoint, hub, tokenizer, video) never imports FiftyOne; the
-FiftyOne-side names below are imported on first use.
+Two layers (see ARCHITECTURE.md): :mod:`fiftyone_videoprism.core`, the MLX port, which never
+imports FiftyOne, and :mod:`fiftyone_videoprism.fo`, the FiftyOne side. Importing the package
+only sets up the BLAS (before anything loads mlx) and reads the version; every public name
+below is imported on first use, so ``import fiftyone_videoprism`` loads neither mlx nor FiftyOne.
 """
 
 from importlib import import_module
 from typing import Any
 
-from fiftyone_videoprism import _blas  # noqa: F401  (must run before mlx.core is first imported)
-from fiftyone_videoprism._blas import blas_info
-from fiftyone_videoprism.configs import VideoPrismConfig, get_config, list_models
-from fiftyone_videoprism.factory import load_model, load_tokenizer
-from fiftyone_videoprism.tokenizer import tokenize
+from fiftyone_videoprism.core import blas  # noqa: F401  (must run before mlx.core is first imported)
+from fiftyone_videoprism.version import __version__
 
-# name -> module, for the names that need FiftyOne
+# public name -> module that defines it
 _LAZY = {
-    "register_zoo": "fiftyone_videoprism.zoo",
-    "install_plugin": "fiftyone_videoprism.plugin",
-    "uninstall_plugin": "fiftyone_videoprism.plugin",
-    "VideoPrismModel": "fiftyone_videoprism.fo_model",
-    "VideoPrismModelConfig": "fiftyone_videoprism.fo_model",
-    "compute_embeddings": "fiftyone_videoprism.apply",
-    "apply_zero_shot": "fiftyone_videoprism.apply",
-    "RunStats": "fiftyone_videoprism.apply",
+    "blas_info": "fiftyone_videoprism.core.blas",
+    "VideoPrismConfig": "fiftyone_videoprism.core.configs",
+    "get_config": "fiftyone_videoprism.core.configs",
+    "list_models": "fiftyone_videoprism.core.configs",
+    "load_model": "fiftyone_videoprism.core.factory",
+    "load_tokenizer": "fiftyone_videoprism.core.factory",
+    "tokenize": "fiftyone_videoprism.core.tokenizer",
+    "embed_videos": "fiftyone_videoprism.core.embedding",
+    "embed_texts": "fiftyone_videoprism.core.embedding",
+    "register_zoo": "fiftyone_videoprism.fo.zoo",
+    "install_plugin": "fiftyone_videoprism.fo.plugin",
+    "uninstall_plugin": "fiftyone_videoprism.fo.plugin",
+    "VideoPrismModel": "fiftyone_videoprism.fo.model",
+    "VideoPrismModelConfig": "fiftyone_videoprism.fo.model",
+    "compute_embeddings": "fiftyone_videoprism.fo.runs",
+    "apply_zero_shot": "fiftyone_videoprism.fo.runs",
+    "RunStats": "fiftyone_videoprism.fo.runs",
 }
 
-__all__ = [
-    "VideoPrismConfig",
-    "blas_info",
-    "get_config",
-    "list_models",
-    "load_model",
-    "load_tokenizer",
-    "tokenize",
-    *_LAZY,
-]
-__version__ = "0.1.0"
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -29,7 +29,7 @@ import pytest
 import requests
 from videogen import moving_shape_frames, write_video
 
-from fiftyone_videoprism import plugin
+from fiftyone_videoprism.fo import plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -114,7 +114,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_spm_model: Path) 
 
 @pytest.fixture(scope="session")
 def zoo_registered() -> Path:
-    from fiftyone_videoprism.zoo import register_zoo
+    from fiftyone_videoprism.fo.zoo import register_zoo
 
     return register_zoo()
 

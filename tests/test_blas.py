@@ -1,4 +1,4 @@
-"""Tests for _blas: once fiftyone_videoprism is imported, MLX's CPU GEMM runs on OpenBLAS.
+"""Tests for core/blas.py: once fiftyone_videoprism is imported, MLX's CPU GEMM runs on OpenBLAS.
 
 The setup happens once per process, before mlx.core loads, so every case runs in a fresh
 interpreter. Speed is judged as a ratio to numpy's GEMM in the same process, never as an
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-BLAS_FILE = ROOT / "fiftyone_videoprism" / "_blas.py"
 
 # Optimised MLX stays near numpy (0.5x-1.5x measured, 1 or 2 threads); reference BLAS ~0.02x.
 FAST_RATIO = 0.3
@@ -56,21 +55,21 @@ _VIA_PACKAGE = """
         warnings.simplefilter("always")
         {pre_import}
         import fiftyone_videoprism
-    from fiftyone_videoprism._blas import blas_info, gemm_gflops
+    from bench.gemm import gemm_gflops
+    from fiftyone_videoprism.core.blas import blas_info
     info = blas_info()
 """
 
-# _blas.py loaded from its file with the setup off, then made to take the route of a machine
-# without libgfortran.so.5; the package is not imported, as it may import mlx.core itself.
+# The BLAS module imported with the setup off (importing the package loads no mlx), then made to
+# take the route of a machine without libgfortran.so.5.
 _VIA_MLX_GFORTRAN = """
-    import importlib.util, os, pathlib, warnings
+    import os, pathlib, sys, warnings
     os.environ["FIFTYONE_VIDEOPRISM_BLAS"] = "off"
-    spec = importlib.util.spec_from_file_location("blas_under_test", {blas_file!r})
-    blas = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(blas)
+    from fiftyone_videoprism.core import blas
+    assert "mlx.core" not in sys.modules
     with warnings.catch_warnings(record=True) as caught:
         blas._load_with_mlx_gfortran(pathlib.Path({library!r}))
-    gemm_gflops = blas.gemm_gflops
+    from bench.gemm import gemm_gflops
     info = {{"gfortran_maps": sorted({{
         line.split()[-1] for line in open("/proc/self/maps") if "libgfortran" in line
     }})}}
@@ -125,7 +124,7 @@ def test_auto_makes_mlx_gemm_fast_and_right() -> None:
 
 
 def test_mlx_gfortran_stands_in_for_a_missing_system_one() -> None:
-    code = _VIA_MLX_GFORTRAN.format(blas_file=str(BLAS_FILE), library=_wheel_library())
+    code = _VIA_MLX_GFORTRAN.format(library=_wheel_library())
     report = _run(code, gemm_n=512)
     maps = report["info"]["gfortran_maps"]
     # Only bundled (hashed) runtimes are mapped: numpy's, and mlx-cpu's standing in.
@@ -210,15 +209,14 @@ def test_torch_batched_matmul_still_works_beside_it() -> None:
     assert report["info"]["torch_bmm_err"] < 1e-3
 
 
-def test_private_copy_renames_only_the_batch_gemms(tmp_path, monkeypatch) -> None:
-    from fiftyone_videoprism import _blas
+def test_private_copy_renames_only_the_batch_gemms(tmp_path) -> None:
+    from fiftyone_videoprism.core import elf
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     source = Path(_wheel_library())
-    copy = _blas._private_copy(source)
-    assert copy.is_relative_to(tmp_path) and _blas._private_copy(source) == copy
-    before, _ = _blas._dynamic_names(source.read_bytes())
-    after, _ = _blas._dynamic_names(copy.read_bytes())
+    copy = elf.private_copy(source, tmp_path)
+    assert copy.is_relative_to(tmp_path) and elf.private_copy(source, tmp_path) == copy
+    before, _ = elf.dynamic_names(source.read_bytes())
+    after, _ = elf.dynamic_names(copy.read_bytes())
     renamed = {old for (old, *_), (new, *_) in zip(before, after, strict=True) if old != new}
-    assert renamed and renamed <= _blas._MKL_CLASHES
+    assert renamed and renamed <= elf.MKL_CLASHES
     assert b"cblas_sgemm" in {name for name, *_ in after}

@@ -12,9 +12,11 @@ import pytest
 from fo_fixtures import unique_name
 from videogen import corrupted_copy, write_stamped
 
-from fiftyone_videoprism import apply, hub
-from fiftyone_videoprism.cache import EmbeddingsCache
-from fiftyone_videoprism.fo_model import VideoPrismModel, VideoPrismModelConfig
+from fiftyone_videoprism.core import env
+from fiftyone_videoprism.core import hub
+from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.core.cache import EmbeddingsCache
+from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
 pytest_plugins = ["fo_fixtures"]
 
@@ -39,7 +41,7 @@ def test_digest_follows_content_not_path(tmp_path) -> None:
 
 
 def test_entries_are_keyed_atomic_and_damage_is_a_miss(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv(hub.ENV_EMBEDDINGS_CACHE, str(tmp_path / "env"))
+    monkeypatch.setenv(env.EMBEDDINGS_CACHE, str(tmp_path / "env"))
     assert EmbeddingsCache().folder == tmp_path / "env"
     cache = EmbeddingsCache(tmp_path / "cache")
     keys = {cache.key("m1", "d", None), cache.key("m2", "d", None), cache.key("m1", "e", None),
@@ -65,7 +67,7 @@ def test_runs_take_embeddings_from_the_cache(tiny_models, video_dataset, tmp_pat
     embed_frames = model.embed_frames
     monkeypatch.setattr(model, "embed_frames", lambda f: calls.append(len(f)) or embed_frames(f))
     cache = tmp_path / "cache"
-    first = apply.compute_embeddings(video_dataset, model, "a", cache=cache)
+    first = runs.compute_embeddings(video_dataset, model, "a", cache=cache)
     assert (first.written, first.computed, sum(calls)) == (3, 3, 3)
 
     # Same settings, another field and another dataset holding copies: no model call.
@@ -74,8 +76,8 @@ def test_runs_take_embeddings_from_the_cache(tiny_models, video_dataset, tmp_pat
         shutil.copyfile(path, tmp_path / f"copy{i}.mp4")
         copies.add_sample(fo.Sample(filepath=str(tmp_path / f"copy{i}.mp4")))
     try:
-        again = apply.compute_embeddings(video_dataset, model, "b", cache=cache)
-        copied = apply.compute_embeddings(copies, model, "a", cache=cache)
+        again = runs.compute_embeddings(video_dataset, model, "b", cache=cache)
+        copied = runs.compute_embeddings(copies, model, "a", cache=cache)
         assert (again.computed, copied.computed, sum(calls)) == (0, 0, 3)
         np.testing.assert_array_equal(np.stack(video_dataset.values("b")),
                                       np.stack(video_dataset.values("a")))
@@ -88,5 +90,5 @@ def test_runs_take_embeddings_from_the_cache(tiny_models, video_dataset, tmp_pat
     key = model.embedding_key
     model.config.num_frames = 2
     assert model.embedding_key != key
-    other = apply.compute_embeddings(video_dataset, model, "c", cache=cache)
+    other = runs.compute_embeddings(video_dataset, model, "c", cache=cache)
     assert other.computed == 3 and sum(calls) == 6

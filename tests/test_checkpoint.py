@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import fiftyone_videoprism as fvp
-from fiftyone_videoprism import checkpoint as C
-from fiftyone_videoprism.configs import from_original_kwargs
+from fiftyone_videoprism.core import checkpoint as C
+from fiftyone_videoprism.core.configs import from_original_kwargs
 
 DATA = Path(__file__).parent / "data"
 FULL = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fo_fixtures import COLORS, subprocess_env, unique_name
 
-from fiftyone_videoprism.cli import main
+from fiftyone_videoprism.fo.cli import main
 
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
@@ -94,7 +94,7 @@ def test_embed_folder_then_search_and_tag(capsys, tiny_models, video_folder) -> 
 
 
 def test_demo_runs_the_main_job_on_its_sample_clips(capsys, tiny_models, tmp_path) -> None:
-    from fiftyone_videoprism import demo
+    from fiftyone_videoprism.fo import demo
 
     name = unique_name("demo")
     try:
@@ -142,7 +142,7 @@ def test_user_errors_exit_1_with_a_message(capsys, tiny_models) -> None:
 
 
 def test_module_entry_point_runs() -> None:
-    done = subprocess.run([sys.executable, "-m", "fiftyone_videoprism.cli", "--help"],
+    done = subprocess.run([sys.executable, "-m", "fiftyone_videoprism.fo.cli", "--help"],
                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for command in ("register", "embed", "search", "tag"):

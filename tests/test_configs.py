@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fiftyone_videoprism import configs
+from fiftyone_videoprism.core import configs
 
 DATA = Path(__file__).parent / "data"
 

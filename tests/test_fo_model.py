@@ -12,8 +12,9 @@ import pytest
 from fo_fixtures import COLORS, unique_name
 from videogen import moving_shape_frames, write_audio_only, write_video
 
-from fiftyone_videoprism import apply, video, zeroshot
-from fiftyone_videoprism.fo_model import VideoPrismModel, VideoPrismModelConfig
+from fiftyone_videoprism.core import video, zeroshot
+from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
@@ -84,8 +85,8 @@ def test_embed_accepts_reader_path_and_frames(lvt: VideoPrismModel, color_videos
 def test_compute_embeddings_equals_encode_video(lvt: VideoPrismModel, video_dataset) -> None:
     # FiftyOne's own per-sample path (FFmpegVideoReader) and the batched, prefetching one.
     video_dataset.compute_embeddings(lvt, embeddings_field="fo_path")
-    stats = apply.compute_embeddings(video_dataset, lvt, "batched")
-    assert stats == apply.RunStats(3, [])
+    stats = runs.compute_embeddings(video_dataset, lvt, "batched")
+    assert stats == runs.RunStats(3, [])
     for sample in video_dataset:
         expected = reference_embedding(lvt, sample.filepath)
         np.testing.assert_allclose(sample["fo_path"], expected, atol=1e-5)
@@ -94,7 +95,7 @@ def test_compute_embeddings_equals_encode_video(lvt: VideoPrismModel, video_data
     first = video_dataset.first()
     first["batched"] = None
     first.save()
-    assert apply.compute_embeddings(video_dataset, lvt, "batched", skip_existing=True).written == 1
+    assert runs.compute_embeddings(video_dataset, lvt, "batched", skip_existing=True).written == 1
 
 
 def test_batched_run_calls_mlx_with_batch_size_videos(tiny_models, video_dataset,
@@ -108,7 +109,7 @@ def test_batched_run_calls_mlx_with_batch_size_videos(tiny_models, video_dataset
         return embed_frames(frames)
 
     monkeypatch.setattr(model, "embed_frames", record)
-    apply.compute_embeddings(video_dataset, model, "emb")
+    runs.compute_embeddings(video_dataset, model, "emb")
     assert sizes == [2, 1]
 
 
@@ -168,10 +169,10 @@ def test_class_embeddings_are_cached_per_classes_and_templates(lvt: VideoPrismMo
 
 def test_apply_zero_shot_reuses_stored_embeddings_and_tags(tiny_models, video_dataset) -> None:
     model = make_model(tiny_models.lvt, classes=list(COLORS))
-    apply.compute_embeddings(video_dataset.limit(2), model, "emb")
-    stats = apply.apply_zero_shot(video_dataset, model, "zs", embeddings_field="emb",
+    runs.compute_embeddings(video_dataset.limit(2), model, "emb")
+    stats = runs.apply_zero_shot(video_dataset, model, "zs", embeddings_field="emb",
                                   tag_samples=True)
-    assert stats == apply.RunStats(3, [])
+    assert stats == runs.RunStats(3, [])
     # The third video had no embedding: it was embedded, stored, then classified.
     assert len(video_dataset.exists("emb")) == 3
     expected = [model.predict(path).label for path in video_dataset.values("filepath")]
@@ -183,11 +184,11 @@ def test_undecodable_videos_are_skipped_or_raise(lvt, video_dataset, tmp_path) -
     broken = write_audio_only(tmp_path / "tone.mp4")
     sample = fo.Sample(filepath=str(broken))
     video_dataset.add_sample(sample)
-    stats = apply.compute_embeddings(video_dataset, lvt, "emb")
-    assert stats == apply.RunStats(3, [sample.id])
+    stats = runs.compute_embeddings(video_dataset, lvt, "emb")
+    assert stats == runs.RunStats(3, [sample.id])
     assert video_dataset.count("emb") == 3
     with pytest.raises(video.VideoDecodeError):
-        apply.compute_embeddings(video_dataset, lvt, "emb2", skip_failures=False)
+        runs.compute_embeddings(video_dataset, lvt, "emb2", skip_failures=False)
 
 
 def test_clips_view_embeddings_use_only_the_clips_frames(lvt, real_clip, tmp_path) -> None:
@@ -208,7 +209,7 @@ def test_clips_view_embeddings_use_only_the_clips_frames(lvt, real_clip, tmp_pat
         clips = dataset.to_clips("events")
         assert len(clips) == 4
         clips.compute_embeddings(lvt, embeddings_field="fo_path")
-        apply.compute_embeddings(clips, lvt, "batched")
+        runs.compute_embeddings(clips, lvt, "batched")
         for clip in clips:
             expected = reference_embedding(lvt, clip.filepath, support=tuple(clip.support))
             np.testing.assert_allclose(clip["fo_path"], expected, atol=1e-5)

@@ -15,8 +15,9 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from fiftyone_videoprism import hub
-from fiftyone_videoprism.configs import list_models
+from fiftyone_videoprism.core import env
+from fiftyone_videoprism.core import hub
+from fiftyone_videoprism.core.configs import list_models
 
 REPO_ROOT = Path(__file__).absolute().parents[1]
 LVT_BASE = hub.RELEASES["videoprism-lvt-base"]
@@ -25,7 +26,7 @@ LVT_BASE = hub.RELEASES["videoprism-lvt-base"]
 @pytest.fixture(autouse=True)
 def _no_user_settings(monkeypatch):
     """Keeps the developer's own FIFTYONE_VIDEOPRISM_* settings out of these tests."""
-    for name in hub.ENV_VARS:
+    for name in env.FILE_VARS:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -56,7 +57,7 @@ def _run_isolated(call: str, tmp_path: Path, **env: str) -> dict:
     with an empty HF_HOME and the given environment; returns what it raised and how long it took."""
     script = f"""
 import json, time
-from fiftyone_videoprism import hub
+from fiftyone_videoprism.core import hub
 start = time.monotonic()
 try:
     result = {{"returned": str({call})}}
@@ -136,7 +137,7 @@ def test_hf_hub_offline_fails_fast(tmp_path):
     assert result["error"] == "WeightsUnavailableError" and result["is_file_not_found"]
     assert "HF_HUB_OFFLINE is set" in result["message"]
     _assert_explains_local_options(result["message"], LVT_BASE, "checkpoint=",
-                                   hub.ENV_CHECKPOINT_DIR)
+                                   env.CHECKPOINT_DIR)
     assert result["elapsed"] < 3
 
 
@@ -155,7 +156,7 @@ def test_unreachable_hub_fails_fast(tmp_path, endpoint):
     assert result["error"] == "WeightsUnavailableError" and result["is_file_not_found"]
     assert result["cause"] is not None
     _assert_explains_local_options(result["message"], LVT_BASE, "checkpoint=",
-                                   hub.ENV_CHECKPOINT_DIR)
+                                   env.CHECKPOINT_DIR)
     assert result["elapsed"] < hub.DEFAULT_PROBE_TIMEOUT_S + 2
 
 
@@ -174,11 +175,11 @@ def test_silent_hub_times_out(tmp_path):
 
 def test_tokenizer_offline_message(tmp_path):
     result = _run_isolated("hub.tokenizer_file()", tmp_path, HF_HUB_OFFLINE="1",
-                           **{hub.ENV_TOKENIZER_HUB: "someone/c4-copy/spm/c4_en.model"})
+                           **{env.TOKENIZER_HUB: "someone/c4-copy/spm/c4_en.model"})
     assert result["error"] == "WeightsUnavailableError"
     _assert_explains_local_options(result["message"], hub.Release("someone/c4-copy",
                                                                   "spm/c4_en.model"),
-                                   "path=", hub.ENV_TOKENIZER)
+                                   "path=", env.TOKENIZER)
     assert result["elapsed"] < 3
 
 
@@ -199,7 +200,7 @@ def test_download_lands_in_the_hf_cache_and_is_reused(tmp_path, fake_hub):
 def test_missing_hub_file_is_reported(tmp_path, fake_hub):
     endpoint, _, _ = fake_hub
     result = _run_isolated("hub.tokenizer_file()", tmp_path, HF_ENDPOINT=endpoint,
-                           **{hub.ENV_TOKENIZER_HUB: "tom-moroney/videoprism-mlx/nope.model"})
+                           **{env.TOKENIZER_HUB: "tom-moroney/videoprism-mlx/nope.model"})
     assert result["error"] == "WeightsUnavailableError"
     assert "404" in result["message"] and "nope.model" in result["message"]
 
@@ -212,7 +213,7 @@ def test_releases_cover_every_model():
 
 
 def test_env_vars_are_documented():
-    for name in hub.ENV_VARS:
+    for name in env.FILE_VARS:
         assert name in hub.__doc__
 
 
@@ -227,7 +228,7 @@ def test_explicit_file_wins(tmp_path, monkeypatch, no_network):
     other = tmp_path / "env_dir"
     other.mkdir()
     (other / LVT_BASE.filename).write_bytes(b"y")
-    monkeypatch.setenv(hub.ENV_CHECKPOINT_DIR, str(other))
+    monkeypatch.setenv(env.CHECKPOINT_DIR, str(other))
     assert hub.checkpoint_file("videoprism-lvt-base", local) == local
     assert hub.checkpoint_file("videoprism-lvt-base", str(local)) == local
 
@@ -248,13 +249,13 @@ def test_missing_explicit_path_is_named(tmp_path, no_network):
 
 def test_checkpoint_dir_env(tmp_path, monkeypatch, no_network):
     (tmp_path / LVT_BASE.filename).write_bytes(b"x")
-    monkeypatch.setenv(hub.ENV_CHECKPOINT_DIR, str(tmp_path))
+    monkeypatch.setenv(env.CHECKPOINT_DIR, str(tmp_path))
     assert hub.checkpoint_file("google/videoprism-lvt-base-f16r288") == tmp_path / LVT_BASE.filename
 
 
 def test_checkpoint_dir_env_must_exist(tmp_path, monkeypatch, no_network):
-    monkeypatch.setenv(hub.ENV_CHECKPOINT_DIR, str(tmp_path / "typo"))
-    with pytest.raises(FileNotFoundError, match=f"{hub.ENV_CHECKPOINT_DIR}=.*typo"):
+    monkeypatch.setenv(env.CHECKPOINT_DIR, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=f"{env.CHECKPOINT_DIR}=.*typo"):
         hub.checkpoint_file("videoprism-lvt-base")
 
 
@@ -262,7 +263,7 @@ def test_checkpoint_dir_without_the_file_falls_back_to_the_hub(tmp_path, monkeyp
                                                                offline_cache):
     folder = tmp_path / "some_models"
     folder.mkdir()
-    monkeypatch.setenv(hub.ENV_CHECKPOINT_DIR, str(folder))
+    monkeypatch.setenv(env.CHECKPOINT_DIR, str(folder))
     with pytest.raises(hub.WeightsUnavailableError) as info:
         hub.checkpoint_file("videoprism-lvt-base")
     assert f"now {str(folder)!r}, which lacks it" in str(info.value)
@@ -295,7 +296,7 @@ def test_tokenizer_explicit_path_wins(tmp_path, monkeypatch, no_network):
     mine, theirs = tmp_path / "mine.model", tmp_path / "theirs.model"
     mine.write_bytes(b"x")
     theirs.write_bytes(b"y")
-    monkeypatch.setenv(hub.ENV_TOKENIZER, str(theirs))
+    monkeypatch.setenv(env.TOKENIZER, str(theirs))
     assert hub.tokenizer_file(mine) == mine
     assert hub.tokenizer_file() == theirs
 
@@ -303,16 +304,16 @@ def test_tokenizer_explicit_path_wins(tmp_path, monkeypatch, no_network):
 def test_tokenizer_missing_paths_are_named(tmp_path, monkeypatch, no_network):
     with pytest.raises(FileNotFoundError, match="gone.model"):
         hub.tokenizer_file(tmp_path / "gone.model")
-    monkeypatch.setenv(hub.ENV_TOKENIZER, str(tmp_path / "also_gone.model"))
-    with pytest.raises(FileNotFoundError, match=f"{hub.ENV_TOKENIZER}=.*also_gone.model"):
+    monkeypatch.setenv(env.TOKENIZER, str(tmp_path / "also_gone.model"))
+    with pytest.raises(FileNotFoundError, match=f"{env.TOKENIZER}=.*also_gone.model"):
         hub.tokenizer_file()
 
 
 def test_tokenizer_location(monkeypatch):
     assert hub.tokenizer_location() == hub.DEFAULT_TOKENIZER
-    monkeypatch.setenv(hub.ENV_TOKENIZER_HUB, "me/my-repo/sub/dir/c4.model")
+    monkeypatch.setenv(env.TOKENIZER_HUB, "me/my-repo/sub/dir/c4.model")
     assert hub.tokenizer_location() == hub.Release("me/my-repo", "sub/dir/c4.model")
-    monkeypatch.setenv(hub.ENV_TOKENIZER_HUB, "me/just-a-repo")
+    monkeypatch.setenv(env.TOKENIZER_HUB, "me/just-a-repo")
     with pytest.raises(ValueError, match="owner/repo/filename"):
         hub.tokenizer_location()
 

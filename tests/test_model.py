@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fiftyone_videoprism as fvp
-from fiftyone_videoprism import model as M
+from fiftyone_videoprism.core import model as M
 
 DATA = Path(__file__).parent / "data"
 # The oracle README's tolerances: (atol, rtol).
@@ -164,7 +164,7 @@ def test_resize_weights_are_antialiased():
 def test_full_size_configs_build_and_load(tmp_path):
     """Every key of the four released layouts loads (strict) into the MLX model, and the
     smallest input runs (T=1, 36 px: both tables are down-sized)."""
-    from fiftyone_videoprism import checkpoint as C
+    from fiftyone_videoprism.core import checkpoint as C
 
     rng = np.random.default_rng(0)
     for name in fvp.list_models():

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+import fiftyone_videoprism as fvp
 from fo_fixtures import (PLUGIN_URI, ROOT, expected_ranking, lvt_params, subprocess_env,
                          unique_name)
 
@@ -21,7 +23,7 @@ import fiftyone.operators as foo
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import (ExecutionContext, ExecutionRunState,
                                          ValidationContext)
-from fiftyone_videoprism import plugin
+from fiftyone_videoprism.fo import plugin
 
 # The fixtures (database, zoo and plugins folders, tiny models, videos) live in fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
@@ -93,9 +95,12 @@ def test_install_is_idempotent_and_fiftyone_lists_the_plugin(installed_plugin: P
     assert plugin.install_plugin() == installed_plugin
     assert {p.name: p.stat().st_mtime_ns for p in installed_plugin.iterdir()} == before
 
-    # The repository's manifest is the installed one with the package-relative entry point.
+    # The repository's manifest is the installed one with the package-relative entry point,
+    # less the version, which only fiftyone_videoprism/version.py writes.
     repo_manifest = yaml.safe_load((ROOT / "fiftyone.yml").read_text(encoding="utf-8"))
-    assert repo_manifest == plugin.manifest(plugin.REPO_PY_ENTRY)
+    installed = plugin.manifest(plugin.REPO_PY_ENTRY)
+    assert installed.pop("version") == fvp.__version__
+    assert repo_manifest == installed
     assert (ROOT / plugin.REPO_PY_ENTRY).is_file()
 
     listing = subprocess.run([FIFTYONE_CLI, "plugins", "list"], env=subprocess_env(),

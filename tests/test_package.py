@@ -7,7 +7,7 @@ import sys
 
 
 def test_mlx_core_does_not_import_fiftyone():
-    code = ("import sys, fiftyone_videoprism as fvp, fiftyone_videoprism.video; "
+    code = ("import sys, fiftyone_videoprism as fvp, fiftyone_videoprism.core.video; "
             "assert 'fiftyone' not in sys.modules, sorted(m for m in sys.modules "
             "if m.startswith('fiftyone.'))")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -15,11 +15,11 @@ def test_mlx_core_does_not_import_fiftyone():
 
 def test_fiftyone_names_load_lazily():
     import fiftyone_videoprism as fvp
-    from fiftyone_videoprism import apply, fo_model, zoo
+    from fiftyone_videoprism.fo import runs, model as fo_model, zoo
 
     assert fvp.register_zoo is zoo.register_zoo
     assert fvp.VideoPrismModel is fo_model.VideoPrismModel
-    assert fvp.compute_embeddings is apply.compute_embeddings
+    assert fvp.compute_embeddings is runs.compute_embeddings
     try:
         fvp.no_such_name
     except AttributeError as err:

@@ -13,7 +13,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 import fiftyone_videoprism as fvp
-from fiftyone_videoprism import factory
+from fiftyone_videoprism.core import factory
 
 DATA = Path(__file__).parent / "data"
 # Lower bounds on the cosine to float32 of unit video and text embeddings, each 5-10x

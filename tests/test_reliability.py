@@ -20,9 +20,10 @@ import pytest
 from fo_fixtures import subprocess_env, unique_name
 from videogen import corrupted_copy, truncated_copy, write_audio_only, write_stamped
 
-from fiftyone_videoprism import apply, plugin, video
-from fiftyone_videoprism.cache import EmbeddingsCache
-from fiftyone_videoprism.fo_model import VideoPrismModel, VideoPrismModelConfig
+from fiftyone_videoprism.core import video
+from fiftyone_videoprism.fo import runs, plugin
+from fiftyone_videoprism.core.cache import EmbeddingsCache
+from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
 pytest_plugins = ["fo_fixtures"]
 
@@ -144,8 +145,8 @@ def check_outcomes(dataset, model: VideoPrismModel, field: str, expected: dict[s
 def test_corpus_gives_an_embedding_or_a_named_error(lvt, corpus_dataset, tmp_path,
                                                     caplog) -> None:
     cache = EmbeddingsCache(tmp_path / "cache")
-    with caplog.at_level(logging.WARNING, logger="fiftyone_videoprism.apply"):
-        stats = apply.compute_embeddings(corpus_dataset, lvt, "emb", cache=cache)
+    with caplog.at_level(logging.WARNING, logger="fiftyone_videoprism.fo.runs"):
+        stats = runs.compute_embeddings(corpus_dataset, lvt, "emb", cache=cache)
     bad = [kind for kind, words in EXPECTED.items() if words is not None]
     assert (stats.written, len(stats.failed), stats.computed) == (len(EXPECTED) - len(bad),
                                                                  len(bad), len(EXPECTED) - len(bad))
@@ -159,10 +160,10 @@ def test_corpus_gives_an_embedding_or_a_named_error(lvt, corpus_dataset, tmp_pat
         print(f"| {kind} | {outcome} |")
 
     # Re-running resumes: nothing left to do; a recompute takes every embedding from the cache.
-    again = apply.compute_embeddings(corpus_dataset, lvt, "emb", skip_existing=True, cache=cache)
+    again = runs.compute_embeddings(corpus_dataset, lvt, "emb", skip_existing=True, cache=cache)
     assert (again.written, again.computed, again.skipped) == (0, 0, stats.written)
     assert len(again.failed) == len(bad)  # failed videos are retried: the file may be fixed
-    recompute = apply.compute_embeddings(corpus_dataset, lvt, "emb", cache=cache)
+    recompute = runs.compute_embeddings(corpus_dataset, lvt, "emb", cache=cache)
     assert (recompute.written, recompute.computed) == (stats.written, 0)
 
 
@@ -179,7 +180,7 @@ def test_corpus_through_fiftyone_and_the_operator(lvt, tiny_models, corpus_datas
     labelled = corpus_dataset.exists("fo_label").values("kind")
     assert sorted(labelled) == sorted(k for k, words in EXPECTED.items() if words is None)
 
-    # The App's operator: the same run as apply.compute_embeddings, errors in a field.
+    # The App's operator: the same run as runs.compute_embeddings, errors in a field.
     plugins_dir = tmp_path_factory.mktemp("plugins")
     monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", str(plugins_dir))
     monkeypatch.setattr(fo.config, "plugins_dir", str(plugins_dir))
@@ -202,7 +203,7 @@ def test_clip_ranges_past_the_end(lvt, corpus) -> None:
     try:
         clips = dataset.to_clips("events")
         clips.set_values("kind", clips.values("events.label"))
-        stats = apply.compute_embeddings(clips, lvt, "emb")
+        stats = runs.compute_embeddings(clips, lvt, "emb")
         assert (stats.written, len(stats.failed)) == (1, 1)
         seen = check_outcomes(clips, lvt, "emb", {k: v for k, (_, v) in CLIPS.items()},
                               "emb_error")
@@ -225,8 +226,8 @@ CHILD = """
 import json, sys, time
 import fiftyone as fo
 import numpy as np
-from fiftyone_videoprism import apply
-from fiftyone_videoprism.fo_model import VideoPrismModel, VideoPrismModelConfig
+from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
 args = json.loads(sys.argv[1])
 model = VideoPrismModel(VideoPrismModelConfig(args["model"]))
@@ -242,7 +243,7 @@ def logged(frames):
 model.embed_frames = logged
 dataset = fo.load_dataset(args["dataset"])
 view = dataset.select(args["ids"]) if args["ids"] is not None else dataset
-stats = apply.compute_embeddings(view, model, "emb", skip_existing=True, cache=args["cache"])
+stats = runs.compute_embeddings(view, model, "emb", skip_existing=True, cache=args["cache"])
 print(json.dumps({"written": stats.written, "computed": stats.computed,
                   "failed": len(stats.failed)}))
 """
@@ -388,7 +389,7 @@ def test_bad_prompts_classes_and_names_are_refused(lvt, caplog) -> None:
     for prompt in ["", "   "]:
         with pytest.raises(ValueError, match="prompts must be non-empty text"):
             lvt.embed_prompts(["a video of red.", prompt])
-    with caplog.at_level(logging.WARNING, logger="fiftyone_videoprism.fo_model"):
+    with caplog.at_level(logging.WARNING, logger="fiftyone_videoprism.fo.model"):
         long_prompt = "a dog running in the park " * 200
         assert lvt.embed_prompt(long_prompt).shape == (64,)
     assert "Truncating prompt 'a dog running" in caplog.text and len(caplog.text) < 400
@@ -401,9 +402,9 @@ def test_bad_prompts_classes_and_names_are_refused(lvt, caplog) -> None:
     with pytest.raises(ValueError, match="Did you mean 'videoprism-lvt-base'"):
         VideoPrismModel(VideoPrismModelConfig({"model_name": "videoprism-lvt-bsae"}))
     with pytest.raises(ValueError, match="error field must differ"):
-        apply.compute_embeddings(fo.Dataset(), lvt, "emb", error_field="emb")
+        runs.compute_embeddings(fo.Dataset(), lvt, "emb", error_field="emb")
     with pytest.raises(TypeError, match="cache must be"):
-        apply.compute_embeddings(fo.Dataset(), lvt, "emb", cache=3)
+        runs.compute_embeddings(fo.Dataset(), lvt, "emb", cache=3)
 
 
 def test_fixed_file_clears_its_error_and_strict_runs_keep_their_work(lvt, tmp_path) -> None:
@@ -413,16 +414,16 @@ def test_fixed_file_clears_its_error_and_strict_runs_keep_their_work(lvt, tmp_pa
     dataset = fo.Dataset(unique_name("fix"))
     dataset.add_samples([fo.Sample(filepath=str(fine)), fo.Sample(filepath=str(path))])
     try:
-        assert len(apply.compute_embeddings(dataset, lvt, "emb").failed) == 1
+        assert len(runs.compute_embeddings(dataset, lvt, "emb").failed) == 1
         write_stamped(path, 10)  # the file is repaired
-        stats = apply.compute_embeddings(dataset, lvt, "emb", skip_existing=True)
+        stats = runs.compute_embeddings(dataset, lvt, "emb", skip_existing=True)
         assert (stats.written, stats.failed, stats.skipped) == (1, [], 1)
         assert dataset.count("emb") == 2 and dataset.count("emb_error") == 0
 
         # skip_failures=False raises at the first bad video, after saving what came before.
         path.write_bytes(b"")
         with pytest.raises(video.VideoDecodeError, match="late.mp4"):
-            apply.compute_embeddings(dataset, lvt, "strict", skip_failures=False)
+            runs.compute_embeddings(dataset, lvt, "strict", skip_failures=False)
         assert dataset.count("strict") == 1
     finally:
         dataset.delete()

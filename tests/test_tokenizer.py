@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from fiftyone_videoprism.tokenizer import (
+from fiftyone_videoprism.core.tokenizer import (
     C4_EN_VOCAB_SIZE,
     Tokenizer,
     canonicalize_text,

@@ -1,4 +1,4 @@
-"""Tests for fiftyone_videoprism.video: which frames, how they are resized, errors, prefetching.
+"""Tests for fiftyone_videoprism.core.video: which frames, how they are resized, errors, prefetching.
 
 Frame choice is checked on stamped videos (videogen): every returned frame carries the index of
 the source frame it came from, so a test sees exactly which frames were decoded.
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import videogen as vg
 
-from fiftyone_videoprism import video
-from fiftyone_videoprism.video import (
+from fiftyone_videoprism.core import video
+from fiftyone_videoprism.core.video import (
     VideoDecodeError,
     frame_indices,
     iter_frames,
@@ -501,7 +501,7 @@ def test_real_clip_matches_decoding_every_frame(real_clip, support):
 
 
 def test_video_module_does_not_import_fiftyone():
-    code = "import sys, fiftyone_videoprism.video; print('fiftyone' in sys.modules)"
+    code = "import sys, fiftyone_videoprism.core.video; print('fiftyone' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fiftyone_videoprism import zeroshot
+from fiftyone_videoprism.core import zeroshot
 
 IO = Path(__file__).parent / "data" / "tiny_lvt" / "io.npz"
 

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from fo_fixtures import subprocess_env
 
-from fiftyone_videoprism import hub, zoo
-from fiftyone_videoprism.fo_model import VideoPrismModel
+from fiftyone_videoprism.core import env
+from fiftyone_videoprism.core import hub
+from fiftyone_videoprism.fo import zoo
+from fiftyone_videoprism.fo.model import VideoPrismModel
 
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
@@ -42,8 +44,8 @@ def test_register_is_idempotent_and_lists_the_models(zoo_registered: Path) -> No
 
 def test_download_writes_a_real_file_once(zoo_registered, tiny_models, monkeypatch) -> None:
     # Released file names in a local folder: the hook finds them without any network.
-    monkeypatch.setenv(hub.ENV_CHECKPOINT_DIR, str(tiny_models.checkpoint_dir))
-    monkeypatch.setenv(hub.ENV_TOKENIZER, str(tiny_models.tokenizer))
+    monkeypatch.setenv(env.CHECKPOINT_DIR, str(tiny_models.checkpoint_dir))
+    monkeypatch.setenv(env.TOKENIZER, str(tiny_models.tokenizer))
     name = "videoprism-lvt-base"
     foz.delete_zoo_model(name)
     assert not foz.is_zoo_model_downloaded(name)
@@ -70,7 +72,7 @@ def _fail_if_called(*args) -> None:
 
 
 def test_offline_load_with_local_paths(zoo_registered, tiny_models, monkeypatch, caplog) -> None:
-    monkeypatch.delenv(hub.ENV_CHECKPOINT_DIR, raising=False)
+    monkeypatch.delenv(env.CHECKPOINT_DIR, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     name = "videoprism-base"
     foz.delete_zoo_model(name)
@@ -121,7 +123,7 @@ def test_operator_form_hooks(zoo_registered) -> None:
 def test_source_shim_imports_the_installed_package() -> None:
     shim = Path(zoo.__file__).parent / "zoo_source" / "__init__.py"
     code = shim.read_text()
-    assert "from fiftyone_videoprism.zoo import" in code and "from ." not in code
+    assert "from fiftyone_videoprism.fo.zoo import" in code and "from ." not in code
     # FiftyOne runs it from a path under a made-up module name: it must import standalone.
     done = subprocess.run([sys.executable, str(shim)], env=subprocess_env(), cwd=os.sep,
                           capture_output=True, text=True, timeout=120)

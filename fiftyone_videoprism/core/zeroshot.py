@@ -1,5 +1,5 @@
 """Zero-shot classification with LvT embeddings: prompt templates, prompt ensembling and the
-original demo's temperature softmax. NumPy only.
+original demo's temperature softmax, on numpy arrays.
 
 The video-text Colab of the original builds one prompt per class with ``"a video of {}."``,
 scores ``S = V @ T.T`` (both unit-norm, so cosine similarity), divides by a fixed temperature
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from fiftyone_videoprism.core.embedding import l2_normalize
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a video of {}.",)
 DEFAULT_TEMPERATURE = 0.01
@@ -38,12 +40,6 @@ def check_templates(templates: str | Sequence[str] | None) -> tuple[str, ...]:
 def build_prompts(classes: Iterable[str], templates: Sequence[str]) -> list[str]:
     """One prompt per (class, template), class-major: ``[c0t0, c0t1, ..., c1t0, ...]``."""
     return [template.format(name) for name in classes for template in templates]
-
-
-def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``x / ||x||`` along ``axis`` with the model's epsilon (1e-12 under the square root)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.sqrt(np.sum(x * x, axis=axis, keepdims=True) + 1e-12)
 
 
 def ensemble(prompt_embeddings: np.ndarray, num_templates: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from fiftyone_videoprism import __version__
+from fiftyone_videoprism.version import __version__
 
 PLUGIN_NAME = "fiftyone-videoprism"
 # Folder name under plugins_dir; FiftyOne identifies the plugin by the manifest's name.
@@ -31,15 +31,15 @@ PLUGIN_DIRNAME = "fiftyone-videoprism"
 FIFTYONE_VERSION = ">=1.20,<2"
 # Operator names, in the order the Operator browser lists them.
 OPERATORS = ("compute_embeddings", "zero_shot_tag", "build_text_index", "search_by_text")
-REPO_PY_ENTRY = "fiftyone_videoprism/operators.py"
+REPO_PY_ENTRY = "fiftyone_videoprism/fo/operators.py"
 
-_SHIM = '''"""Plugin entry written by fiftyone_videoprism.plugin.install_plugin.
+_SHIM = '''"""Plugin entry written by fiftyone_videoprism.fo.plugin.install_plugin.
 
 FiftyOne runs this file under a made-up module name, so it imports the installed package
-absolutely; the operators live in fiftyone_videoprism.operators.
+absolutely; the operators live in fiftyone_videoprism.fo.operators.
 """
 
-from fiftyone_videoprism.operators import register  # noqa: F401
+from fiftyone_videoprism.fo.operators import register  # noqa: F401
 '''
 
 
@@ -72,7 +72,7 @@ def install_plugin(plugins_dir: str | os.PathLike | None = None) -> Path:
     by ``FIFTYONE_PLUGINS_DIR``) and registers the zoo models; returns the folder.
 
     Idempotent and offline: files are rewritten only when this package ships different ones.
-    The zoo registration (:func:`fiftyone_videoprism.zoo.register_zoo`) is part of it because
+    The zoo registration (:func:`fiftyone_videoprism.fo.zoo.register_zoo`) is part of it because
     every process that runs the operators or answers the App's text searches loads the models
     by zoo name.
 
@@ -80,7 +80,7 @@ def install_plugin(plugins_dir: str | os.PathLike | None = None) -> Path:
         FileExistsError: the target is a link or file that this function did not write
             (e.g. a symlinked checkout); remove it first
     """
-    from fiftyone_videoprism.zoo import register_zoo
+    from fiftyone_videoprism.fo.zoo import register_zoo
 
     target = plugin_dir(plugins_dir)
     if target.is_symlink() or (target.exists() and not target.is_dir()):

@@ -4,7 +4,7 @@ FiftyOne collection, written as they are computed.
 FiftyOne's own ``compute_embeddings`` / ``apply_model`` call a video model once per sample and
 have no batched route for video models (``fiftyone.core.models._compute_video_embeddings``).
 The functions here batch ``model.config.batch_size`` videos per MLX call and decode the next
-batch in a background thread while the model runs (:func:`fiftyone_videoprism.video.iter_frames`).
+batch in a background thread while the model runs (:func:`fiftyone_videoprism.core.video.iter_frames`).
 The CLI and the plugin operators call these.
 
 What a long run over real, messy data can rely on:
@@ -19,7 +19,7 @@ What a long run over real, messy data can rely on:
   is cleared before a result is written and the result before an error is written, so a sample
   is never left looking done with a stale state.
 - With ``cache``, each embedding is also stored on disk as soon as the model returns it, keyed
-  by the file's content and the model's ``embedding_key`` (:mod:`fiftyone_videoprism.cache`):
+  by the file's content and the model's ``embedding_key`` (:mod:`fiftyone_videoprism.core.cache`):
   a run killed between the model and the database, a recompute with the same settings, or the
   same video in another dataset or clips view reuses it instead of running the model again.
 - Two processes may fill one field from disjoint (or overlapping) views of one dataset: each
@@ -40,16 +40,11 @@ import fiftyone.core.fields as fof
 import fiftyone.core.utils as fou
 import numpy as np
 
-from fiftyone_videoprism import video
-from fiftyone_videoprism.cache import EmbeddingsCache
-from fiftyone_videoprism.fo_model import VideoPrismModel
+from fiftyone_videoprism.core import video
+from fiftyone_videoprism.core.cache import EmbeddingsCache
+from fiftyone_videoprism.fo.model import VideoPrismModel
 
 logger = logging.getLogger(__name__)
-
-# Default output names, shared by the CLI and the plugin operators.
-DEFAULT_EMBEDDINGS_FIELD = "videoprism"
-DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
-DEFAULT_BRAIN_KEY = "videoprism"
 
 # Results that need no model call (cache hits, failures) are saved in groups of this many:
 # one database round trip each instead of one per model batch.
@@ -99,7 +94,7 @@ def compute_embeddings(
 
     Args:
         samples: a video dataset or view, or a clips view (a clip uses only its own frames)
-        model: a :class:`~fiftyone_videoprism.fo_model.VideoPrismModel`
+        model: a :class:`~fiftyone_videoprism.fo.model.VideoPrismModel`
         embeddings_field: the sample field to write
         skip_existing (False): leave samples whose field is already set untouched (resumes an
             interrupted run)
@@ -108,7 +103,7 @@ def compute_embeddings(
             ``fo.config.show_progress_bars``, or a callback)
         error_field (None): string field for each failed sample's error; default
             ``<embeddings_field>_error``
-        cache (None): an :class:`~fiftyone_videoprism.cache.EmbeddingsCache`, a folder for
+        cache (None): an :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, a folder for
             one, or True for the default folder; None uses no cache
     """
     error_field = error_field or f"{embeddings_field}_error"
@@ -149,7 +144,7 @@ def apply_zero_shot(
 
     Args:
         samples: a video dataset or view, or a clips view
-        model: an LvT :class:`~fiftyone_videoprism.fo_model.VideoPrismModel` with ``classes``
+        model: an LvT :class:`~fiftyone_videoprism.fo.model.VideoPrismModel` with ``classes``
             (and optionally ``prompt_templates``, ``temperature``, ``store_logits``)
         label_field: the sample field to write
         embeddings_field (None): a field of stored embeddings of this model; samples that have

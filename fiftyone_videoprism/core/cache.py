@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_videoprism import hub
+from fiftyone_videoprism.core import env
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class EmbeddingsCache:
 
     def __init__(self, folder: str | os.PathLike | None = None) -> None:
         self.folder = Path(folder).expanduser() if folder is not None else \
-            hub.embeddings_cache_dir()
+            env.embeddings_cache_dir()
 
     def __repr__(self) -> str:
         return f"EmbeddingsCache({str(self.folder)!r})"

@@ -20,7 +20,8 @@ from typing import Iterator
 import mlx.core as mx
 import numpy as np
 
-from fiftyone_videoprism.configs import VideoPrismConfig, from_original_kwargs, user_cache_dir
+from fiftyone_videoprism.core.configs import VideoPrismConfig, from_original_kwargs
+from fiftyone_videoprism.core.env import user_cache_dir
 
 logger = logging.getLogger(__name__)
 

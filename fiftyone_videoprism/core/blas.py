@@ -14,7 +14,7 @@ Environment:
   value is a CBLAS library (a path, or a name the dynamic linker finds) to load instead.
 - ``FIFTYONE_VIDEOPRISM_BLAS_THREADS`` (unset): BLAS threads. Unset means
   ``OPENBLAS_NUM_THREADS`` if that is set, else 1: the model spreads its work over one MLX CPU
-  stream per core instead (``model.cpu_lanes``).
+  stream per core instead (``lanes.cpu_lanes``).
 
 The OpenBLAS loaded is a cached copy whose batched-GEMM entry points are renamed: they share
 MKL's names but not its arguments, and would otherwise capture PyTorch's batched matmul.
@@ -23,19 +23,19 @@ MKL's names but not its arguments, and would otherwise capture PyTorch's batched
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.util
 import os
-import struct
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-SETTING_ENV = "FIFTYONE_VIDEOPRISM_BLAS"
-THREADS_ENV = "FIFTYONE_VIDEOPRISM_BLAS_THREADS"
+# Both import nothing that loads mlx.
+from fiftyone_videoprism.core import elf, env
+
+SETTING_ENV = env.BLAS
+THREADS_ENV = env.BLAS_THREADS
 
 # Soname of a distribution's OpenBLAS (Debian/Ubuntu libopenblas0, Fedora openblas).
 _SYSTEM_OPENBLAS = "libopenblas.so.0"
@@ -92,84 +92,6 @@ def _load_with_mlx_gfortran(library: Path) -> ctypes.CDLL:
         return ctypes.CDLL(str(folder / library.name), mode=os.RTLD_GLOBAL)
 
 
-# OpenBLAS exports batched GEMMs under MKL's names but not with MKL's arguments. In the global
-# symbol scope they would take the place of the MKL that PyTorch links in, and torch's batched
-# matmul would crash (seen with torch 2.13). MLX does not call them: the copy we load has them
-# renamed.
-_MKL_CLASHES = frozenset(
-    name.encode()
-    for t in "sdcz"
-    for name in (f"cblas_{t}gemm_batch", f"cblas_{t}gemm_batch_strided", f"{t}gemm_batch_",
-                 f"{t}gemm_batch_strided_")
-)
-_COPY_VERSION = b"1"  # part of the copy's cache key: bump when the renaming changes
-
-
-def _dynamic_names(data: bytes | bytearray) -> tuple[list[tuple[bytes, int, int]], set[int]]:
-    """A 64-bit little-endian ELF file's dynamic symbols as (name, name offset, section index),
-    and the indices of the symbols its own relocations refer to."""
-    if data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
-        raise ValueError("not a 64-bit little-endian ELF file")
-    (shoff,) = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    # (type, offset, size, link) of every section header
-    sections = [struct.unpack_from("<4xI16xQQI", data, shoff + i * shentsize) for i in range(shnum)]
-    dynsym = next(i for i, sec in enumerate(sections) if sec[0] == 11)  # SHT_DYNSYM
-    _, sym_offset, sym_size, strtab = sections[dynsym]
-    str_offset = sections[strtab][1]
-    symbols = []
-    for i in range(sym_size // 24):
-        st_name, st_shndx = struct.unpack_from("<I2xH", data, sym_offset + 24 * i)
-        end = data.index(b"\0", str_offset + st_name)
-        symbols.append((bytes(data[str_offset + st_name:end]), str_offset + st_name, st_shndx))
-    referenced = set()
-    for kind, offset, size, link in sections:
-        if kind == 4 and link == dynsym:  # SHT_RELA entries: offset, info (symbol << 32), addend
-            for j in range(size // 24):
-                referenced.add(struct.unpack_from("<Q", data, offset + 24 * j + 8)[0] >> 32)
-    return symbols, referenced
-
-
-def _private_copy(library: Path) -> Path:
-    """A copy of ``library`` (cached) in which the names in _MKL_CLASHES are renamed so that no
-    other library binds to them; every other symbol is untouched (checked after the change)."""
-    # Imported here: this module must also load on its own, without the package's modules.
-    from fiftyone_videoprism.configs import user_cache_dir
-
-    stat = library.stat()
-    key = hashlib.sha256(b"%s|%d|%d|%s" % (str(library.resolve()).encode(), stat.st_size,
-                                             stat.st_mtime_ns, _COPY_VERSION)).hexdigest()[:16]
-    folders = [user_cache_dir() / "blas" / key,
-               Path(tempfile.gettempdir()) / f"fiftyone-videoprism-blas-{os.getuid()}" / key]
-    for folder in folders:
-        if (folder / library.name).is_file():
-            return folder / library.name
-    data = bytearray(library.read_bytes())
-    before, referenced = _dynamic_names(data)
-    for index, (name, offset, section) in enumerate(before):
-        if name in _MKL_CLASHES and section != 0:  # defined here, not imported
-            if index in referenced:
-                raise ValueError(f"{library.name} uses {name.decode()} itself")
-            # Same length, so no offset moves; the symbol hash tables no longer match the name.
-            data[offset] = ord("_")
-    after, _ = _dynamic_names(data)
-    changed = {old for (old, *_), (new, *_) in zip(before, after) if old != new}
-    if not changed <= _MKL_CLASHES:
-        raise ValueError(f"renaming in {library.name} would also change {sorted(changed)}")
-    for folder in folders:  # the temporary folder when the user cache is not writable
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        except OSError as err:
-            failure = err
-            continue
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, folder / library.name)  # atomic: a concurrent import sees all or none
-        return folder / library.name
-    raise failure
-
-
 def _load_auto() -> tuple[ctypes.CDLL, str, bool]:
     """Load the first OpenBLAS that works: (handle, path or name, via mlx's libgfortran)."""
     failures = []
@@ -178,7 +100,7 @@ def _load_auto() -> tuple[ctypes.CDLL, str, bool]:
         failures.append("the ngsolve-openblas wheel is not installed")
     else:
         try:
-            wheel = _private_copy(wheel)
+            wheel = elf.private_copy(wheel, env.user_cache_dir() / "blas")
         except (OSError, ValueError, StopIteration) as err:
             failures.append(f"could not prepare a copy of {wheel}: {err}")
             wheel = None
@@ -212,7 +134,7 @@ def _set_threads(handle: ctypes.CDLL) -> int | None:
     wanted = int(text) if text.isdigit() and int(text) > 0 else None
     if not text and "OPENBLAS_NUM_THREADS" not in os.environ:
         # One thread: the model runs independent slices on one MLX stream per core instead
-        # (model.cpu_lanes), which beat two BLAS threads on 2 cores (7.6 s against 12.3 s a
+        # (lanes.cpu_lanes), which beat two BLAS threads on 2 cores (7.6 s against 12.3 s a
         # videoprism-base clip), and small batched GEMMs collapse with several threads.
         wanted = 1
     if text and wanted is None:
@@ -305,50 +227,3 @@ def blas_info() -> dict[str, Any]:
     ``problem`` (the warning given, if any).
     """
     return dict(_INFO)
-
-
-def gemm_gflops(n: int = 1024, repeats: int = 5) -> dict[str, float]:
-    """Best-of-``repeats`` throughput of an fp32 n x n GEMM in MLX (CPU) and numpy, this process.
-
-    Returns ``n``, ``mlx_gflops``, ``numpy_gflops``, ``ratio`` (MLX / numpy) and ``max_rel_err``
-    (MLX's product against a float64 one, relative to its largest entry). Imports mlx.core.
-    """
-    # Imported here, not at the top: this module has to run before mlx.core is loaded.
-    import mlx.core as mx
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    a_mx, b_mx = mx.array(a), mx.array(b)
-
-    def mlx_product() -> mx.array:
-        product = mx.matmul(a_mx, b_mx, stream=mx.cpu)
-        mx.eval(product)
-        return product
-
-    def best_seconds(run: Any) -> float:
-        # OpenBLAS workers poll for about 2^28 cycles (~0.1 s) after a call; on few cores those
-        # of the library timed before (or of the caller's last BLAS call) would steal the cores.
-        time.sleep(0.3)
-        run()  # warm-up: thread pools, first-call allocations
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - start)
-        return best
-
-    # One library after the other, not interleaved, for the same reason.
-    mlx_seconds = best_seconds(mlx_product)
-    numpy_seconds = best_seconds(lambda: a @ b)
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    error = np.abs(np.array(mlx_product()) - exact).max() / np.abs(exact).max()
-    flops = 2.0 * n**3
-    return {
-        "n": n,
-        "mlx_gflops": flops / mlx_seconds / 1e9,
-        "numpy_gflops": flops / numpy_seconds / 1e9,
-        "ratio": numpy_seconds / mlx_seconds,
-        "max_rel_err": float(error),
-    }

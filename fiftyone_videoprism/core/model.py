@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -20,8 +18,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from fiftyone_videoprism._blas import blas_info
-from fiftyone_videoprism.configs import VideoPrismConfig
+from fiftyone_videoprism.core.configs import VideoPrismConfig
+from fiftyone_videoprism.core.embedding import l2_normalize
+from fiftyone_videoprism.core.lanes import bounds, cpu_lanes, on_streams, thread_streams
 
 LN_EPS = 1e-6
 # The original replaces masked logits by this value (not -inf), so a fully masked row is uniform.
@@ -96,58 +95,6 @@ _LOGITS_BYTES = 32 << 20
 _MAX_UNSHIFTED_CAP = 50.0
 
 
-def cpu_lanes() -> int:
-    """How many CPU streams a model splits independent work over by default.
-
-    MLX's element-wise CPU kernels use one core, and on few cores a multi-threaded BLAS makes
-    the small batched attention GEMMs collapse (20x slower with 2 threads on 2 cores). So the
-    cores the BLAS leaves to itself are used by running independent slices (frames, sequences,
-    query rows) on separate MLX streams instead. 1 off the CPU (Metal runs its own kernels).
-    """
-    if mx.default_device() != mx.cpu:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // (blas_info()["threads"] or 1))
-
-
-_THREAD_STREAMS = threading.local()
-
-
-def _streams(lanes: int) -> tuple[mx.Stream, ...]:
-    """``lanes`` CPU streams of the calling thread: MLX streams belong to the thread that made
-    them (the App server and the operators run models in worker threads), and cannot be freed,
-    so each thread makes its own once."""
-    if lanes < 2:
-        return ()
-    made = getattr(_THREAD_STREAMS, "by_lanes", None)
-    if made is None:
-        made = _THREAD_STREAMS.by_lanes = {}
-    if lanes not in made:
-        made[lanes] = tuple(mx.new_stream(mx.cpu) for _ in range(lanes))
-    return made[lanes]
-
-
-def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous, near-equal (start, stop) ranges covering 0..n (none empty)."""
-    cuts = np.linspace(0, n, min(parts, n) + 1).round().astype(int)
-    return list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
-
-
-def _on_streams(fn: Callable[..., mx.array], arrays: tuple[mx.array | None, ...],
-                streams: tuple[mx.Stream, ...], axis: int) -> mx.array:
-    """fn over slices of ``arrays`` along ``axis`` (None passes through), one slice per stream."""
-    n = next(a for a in arrays if a is not None).shape[axis]
-    if len(streams) < 2 or n < 2:
-        return fn(*arrays)
-    index = [slice(None)] * (axis + 1)
-    outs = []
-    for stream, (lo, hi) in zip(streams, _bounds(n, len(streams))):
-        index[axis] = slice(lo, hi)
-        with mx.stream(stream):
-            outs.append(fn(*(None if a is None else a[tuple(index)] for a in arrays)))
-    return mx.concatenate(outs, axis=axis)
-
-
 @lru_cache(maxsize=8)
 def _capped_exp(cap: float) -> Callable[[mx.array], mx.array]:
     """Fused exp(cap * tanh(u)): one pass over the logits instead of four."""
@@ -213,7 +160,7 @@ class Attention(nn.Module):
         k, v = qkv[1], qkv[2]
         chunks = max(len(streams), math.ceil(b * h * s * s * 4 / _LOGITS_BYTES))
         outs = []
-        for i, (lo, hi) in enumerate(_bounds(s, chunks)):
+        for i, (lo, hi) in enumerate(bounds(s, chunks)):
             rows = None if mask is None or mask.shape[2] == 1 else mask[:, :, lo:hi]
             with mx.stream(streams[i % len(streams)]) if streams else contextlib.nullcontext():
                 outs.append(_capped_attention(q[:, :, lo:hi], k, v, cap,
@@ -245,10 +192,10 @@ class TransformerBlock(nn.Module):
         """x (B, S, D). With ``streams``, the position-wise parts run on slices of S, one per
         stream, and attention on chunks of query rows (for long single sequences)."""
         att = self.self_attention
-        qkv = _on_streams(lambda r: att.qkv(self.layer_norm(r)), (x,), streams, axis=1)
+        qkv = on_streams(lambda r: att.qkv(self.layer_norm(r)), (x,), streams, axis=1)
         o = att.attend(qkv, mask, streams)
-        x = _on_streams(lambda r, o_: r + att.post(o_), (x, o), streams, axis=1)
-        return _on_streams(self._ffn, (x, keep), streams, axis=1)
+        x = on_streams(lambda r, o_: r + att.post(o_), (x, o), streams, axis=1)
+        return on_streams(self._ffn, (x, keep), streams, axis=1)
 
 
 class StackedTransformer(nn.Module):
@@ -265,9 +212,9 @@ class StackedTransformer(nn.Module):
         ``lanes`` > 1 splits the work over that many CPU streams: whole sequences when B is
         large enough, else positions and query rows within each layer.
         """
-        streams = _streams(lanes)
+        streams = thread_streams(lanes)
         if x.shape[0] >= len(streams):
-            return _on_streams(lambda x_, p_: self._run(x_, p_, causal), (x, paddings),
+            return on_streams(lambda x_, p_: self._run(x_, p_, causal), (x, paddings),
                                streams, axis=0)
         return self._run(x, paddings, causal, streams)
 
@@ -294,11 +241,6 @@ def _attention_mask(s: int, paddings: mx.array | None, causal: bool,
     else:
         mask = key_mask
     return mask, (1.0 - paddings)[..., None].astype(dtype)
-
-
-def l2_normalize(x: mx.array) -> mx.array:
-    x = x.astype(mx.float32)
-    return x * mx.rsqrt(mx.sum(x * x, axis=-1, keepdims=True) + 1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,8 +327,9 @@ class FactorizedEncoder(nn.Module):
         tokens = x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t * n, d)
         return EncoderOutput(tokens=tokens, spatial_features=spatial_features)
 
-    def encode_video(self, video, frame_paddings=None) -> mx.array:
-        """Tokens (B, T*N, D), frame-major (index t*N + row*G + col)."""
+    def encode_video(self, video, *, frame_paddings=None) -> mx.array:
+        """Tokens (B, T*N, D), frame-major (index t*N + row*G + col); the pooled embedding is
+        :func:`fiftyone_videoprism.core.embedding.embed_videos`."""
         return self(video, frame_paddings).tokens
 
 
@@ -416,9 +359,9 @@ class AttentionPooler(nn.Module):
         dh = self.per_dim_scale.shape[0]
         scale = (_R_SOFTPLUS_0 / math.sqrt(dh)) * nn.softplus(self.per_dim_scale)
         q = self.query(self.pooling_attention_query).reshape(1, h, 1, dh) * scale
-        streams = _streams(lanes)
-        k = _on_streams(self.key, (x,), streams, axis=1).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
-        v = _on_streams(self.value, (x,), streams, axis=1).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
+        streams = thread_streams(lanes)
+        k = on_streams(self.key, (x,), streams, axis=1).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
+        v = on_streams(self.value, (x,), streams, axis=1).reshape(b, s, h, dh).transpose(0, 2, 1, 3)
         probs = mx.softmax(q @ k.swapaxes(-1, -2), axis=-1, precise=True)  # (B, h, 1, S)
         out = (probs @ v).transpose(0, 2, 1, 3).reshape(b, h * dh)
         return self.layer_norm(self.post(out))
@@ -494,7 +437,7 @@ class FactorizedVideoCLIP(nn.Module):
             frame_embeddings=per_frame,
         )
 
-    def encode_video(self, video, normalize: bool = True, frame_paddings=None) -> mx.array:
+    def encode_video(self, video, *, frame_paddings=None, normalize: bool = True) -> mx.array:
         """Video embeddings (B, D), unit-norm when normalize."""
         emb = self(video, frame_paddings).video_embeddings
         return l2_normalize(emb) if normalize else emb

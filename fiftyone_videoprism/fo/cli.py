@@ -9,7 +9,7 @@ by text, tag them zero-shot, from the shell.
     fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
 
 Each command calls the same public functions as the Python API and the plugin operators
-(:mod:`fiftyone_videoprism.apply`, ``fob.compute_similarity``, ``sort_by_similarity``).
+(:mod:`fiftyone_videoprism.fo.runs`, ``fob.compute_similarity``, ``sort_by_similarity``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fiftyone_videoprism.apply import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
-                                       DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
+from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
+                                             DEFAULT_MODEL, DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,7 +158,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fiftyone_videoprism import demo
+    from fiftyone_videoprism.fo import demo
 
     paths = demo.write_demo_videos(args.folder)
     print(f"{len(paths)} sample clips in {args.folder}")
@@ -171,7 +171,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from fiftyone_videoprism.zoo import register_zoo, zoo_model_names
+    from fiftyone_videoprism.fo.zoo import register_zoo, zoo_model_names
 
     folder = register_zoo()
     print(f"Registered the VideoPrism zoo source in {folder}")
@@ -180,14 +180,14 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _install_plugin(args: argparse.Namespace) -> int:
-    from fiftyone_videoprism.plugin import install_plugin
+    from fiftyone_videoprism.fo.plugin import install_plugin
 
     print(f"Installed the VideoPrism operators in {install_plugin(args.plugins_dir)}")
     return 0
 
 
 def _uninstall_plugin(args: argparse.Namespace) -> int:
-    from fiftyone_videoprism.plugin import plugin_dir, uninstall_plugin
+    from fiftyone_videoprism.fo.plugin import plugin_dir, uninstall_plugin
 
     removed = uninstall_plugin(args.plugins_dir)
     where = plugin_dir(args.plugins_dir)
@@ -198,12 +198,12 @@ def _uninstall_plugin(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     import fiftyone.brain as fob
 
-    from fiftyone_videoprism import apply
+    from fiftyone_videoprism.fo import runs
 
     model, model_kwargs = _load_model(args)
     dataset = _dataset_for(args.source, args.dataset)
     print(f"Dataset '{dataset.name}': {len(dataset)} videos")
-    stats = apply.compute_embeddings(dataset, model, args.field,
+    stats = runs.compute_embeddings(dataset, model, args.field,
                                      skip_existing=not args.recompute, cache=True)
     _report("Embedded", stats)
 
@@ -284,8 +284,8 @@ def _load_model(args: argparse.Namespace):
     """The zoo model and the load kwargs the similarity index stores for the App server."""
     import fiftyone.zoo as foz
 
-    from fiftyone_videoprism.configs import canonical_name
-    from fiftyone_videoprism.zoo import register_zoo
+    from fiftyone_videoprism.core.configs import canonical_name
+    from fiftyone_videoprism.fo.zoo import register_zoo
 
     # Our own lookup first: it accepts the original names and suggests the closest for a typo.
     args.model = canonical_name(args.model)
@@ -311,14 +311,15 @@ def _load_model(args: argparse.Namespace):
 def _zero_shot(dataset, model, args: argparse.Namespace) -> None:
     import fiftyone.core.utils as fou
 
-    from fiftyone_videoprism import apply, zeroshot
+    from fiftyone_videoprism.core import zeroshot
+    from fiftyone_videoprism.fo import runs
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     templates = list(zeroshot.check_templates(args.templates))
     # The zoo hands out one cached instance per load kwargs: set the classes for this run only.
     with fou.SetAttributes(model.config, classes=classes, prompt_templates=templates), \
             fou.SetAttributes(model, store_logits=args.store_logits):
-        stats = apply.apply_zero_shot(dataset, model, args.label_field,
+        stats = runs.apply_zero_shot(dataset, model, args.label_field,
                                       embeddings_field=args.field, tag_samples=args.sample_tags,
                                       top_k=args.top_k, cache=True)
     _report("Tagged", stats)

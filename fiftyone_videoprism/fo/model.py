@@ -4,8 +4,8 @@ classification for video collections and clips views.
 FiftyOne hands video models one sample at a time as an ``eta.core.video.FFmpegVideoReader``
 (``apply_model``, ``compute_embeddings``, ``compute_similarity``). The model only takes the
 reader's path and frame range from it and decodes the frames itself with PyAV
-(:mod:`fiftyone_videoprism.video`); the batched, prefetching dataset run lives in
-:mod:`fiftyone_videoprism.apply`.
+(:mod:`fiftyone_videoprism.core.video`); the batched, prefetching dataset run lives in
+:mod:`fiftyone_videoprism.fo.runs`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import eta.core.frameutils as etaf
@@ -24,25 +24,14 @@ import eta.core.video as etav
 import fiftyone.core.config as foc
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
-import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 
-from fiftyone_videoprism import factory, video, zeroshot
-from fiftyone_videoprism.tokenizer import Tokenizer, canonicalize_text, tokenize
+from fiftyone_videoprism.core import embedding, factory, video, zeroshot
+from fiftyone_videoprism.core.tokenizer import Tokenizer
+from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "videoprism-lvt-base"
-# Videos per MLX call. One is fastest on a CPU, where the model already spreads each clip over
-# the cores (videoprism-lvt-base: 14.1 s a clip alone, 17.9 s a clip in pairs), and it bounds
-# memory at the weights plus ~0.8 GB; on a GPU larger batches may pay.
-DEFAULT_BATCH_SIZE = 1
-# Prompts per text-encoder call: bounds the (prompts, heads, 65, 65) attention buffers when a
-# long class list is multiplied by several templates.
-_TEXT_BATCH = 256
-_MAX_TEXT_LENGTH = 64
-_QUOTE_CHARS = 200
 CONFIG_KEYS = ("model_name", "checkpoint_path", "tokenizer_path", "model_config", "num_frames",
                "image_size", "resize", "batch_size", "classes", "prompt_templates",
                "temperature", "store_logits", "dtype")
@@ -73,7 +62,7 @@ class VideoPrismModelConfig(foc.Config):
             ignoring its aspect ratio, as the original demo does; ``"center_crop"`` resizes
             the shorter side and crops the centre square, keeping proportions
         batch_size (1): videos per MLX call in :meth:`VideoPrismModel.embed_all`,
-            :meth:`VideoPrismModel.predict_all` and :mod:`fiftyone_videoprism.apply`
+            :meth:`VideoPrismModel.predict_all` and :mod:`fiftyone_videoprism.fo.runs`
         classes (None): class names for zero-shot :meth:`VideoPrismModel.predict` (LvT only)
         prompt_templates (None): one template or a list, each with one ``{}`` for the class
             name; a list is averaged per class (prompt ensembling). Default the demo's
@@ -84,7 +73,7 @@ class VideoPrismModelConfig(foc.Config):
             ``similarity / temperature``
         dtype ("float32"): precision of the MLX model, one of ``"float32"``, ``"bfloat16"``,
             ``"float16"`` (weights and activations), ``"q8"`` or ``"q4"`` (quantized Linear
-            weights); see :func:`fiftyone_videoprism.factory.load_model`. Embeddings are
+            weights); see :func:`fiftyone_videoprism.core.factory.load_model`. Embeddings are
             float32 in every mode
     """
 
@@ -260,13 +249,9 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         """Identifies what :meth:`embed` computes: a SHA-256 over the weights, the architecture,
         the pooling and the frame settings (``num_frames``, ``image_size``, ``resize``). Two
         models with equal keys give equal embeddings of the same video; the embeddings cache
-        (:mod:`fiftyone_videoprism.cache`) keys entries by it."""
+        (:mod:`fiftyone_videoprism.core.cache`) keys entries by it."""
         if self._weights_digest is None:
-            hasher = hashlib.sha256()
-            for name, array in sorted(tree_flatten(self._net.parameters())):
-                hasher.update(f"{name}:{array.dtype}:{array.shape}".encode())
-                hasher.update(memoryview(array))
-            self._weights_digest = hasher.hexdigest()
+            self._weights_digest = embedding.weights_digest(self._net)
         spec = {
             "weights": self._weights_digest,
             "architecture": self._net.config.to_dict(),
@@ -312,18 +297,9 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
 
     def embed_frames(self, frames: np.ndarray) -> np.ndarray:
         """(B, T, S, S, 3) frames (uint8, or float in [0, 1]) -> (B, D) float32 unit-norm
-        embeddings: the LvT pooled embedding, or for video-only models the mean of the tokens,
-        L2-normalised."""
-        frames = np.asarray(frames)
-        x = video.to_float(frames) if frames.dtype == np.uint8 else frames.astype(np.float32)
+        embeddings (:func:`fiftyone_videoprism.core.embedding.embed_videos`)."""
         with self._lock:
-            out = self._net.encode_video(x)
-            if not self.is_lvt:
-                # (B, T*N, D) tokens -> (B, D); in float32, as half-precision tokens would
-                # lose digits summing thousands of them (and numpy has no bfloat16).
-                out = mx.mean(out.astype(mx.float32), axis=1)
-            out = np.array(out, dtype=np.float32)
-        return zeroshot.l2_normalize(out)
+            return embedding.embed_videos(self._net, frames)
 
     def embed(self, arg: Any) -> np.ndarray:
         """(D,) float32 unit-norm embedding of one video or clip (see :meth:`read_frames`)."""
@@ -348,23 +324,8 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     def embed_prompts(self, prompts: str | Iterable[str]) -> np.ndarray:
         """(N, D) float32 unit-norm embeddings of text prompts (LvT models only)."""
         self._require_text("embed text prompts")
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            return np.empty((0, self.embedding_dim), np.float32)
-        for index, prompt in enumerate(prompts):
-            # An empty prompt is all padding: the encoder returns a vector, but it means nothing.
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError(f"prompt {index} is {prompt!r}; prompts must be non-empty text")
         with self._lock:
-            tokenizer = self._get_tokenizer()
-            ids, paddings = tokenize(prompts, tokenizer, max_length=_MAX_TEXT_LENGTH)
-            _warn_truncated(prompts, paddings, tokenizer)
-            parts = [
-                np.array(self._net.encode_text(ids[i:i + _TEXT_BATCH],
-                                               paddings[i:i + _TEXT_BATCH]), dtype=np.float32)
-                for i in range(0, len(prompts), _TEXT_BATCH)
-            ]
-        return np.concatenate(parts)
+            return embedding.embed_texts(self._net, self._get_tokenizer(), prompts)
 
     # -- zero-shot classification ------------------------------------------------------------
 
@@ -471,15 +432,3 @@ def _reader_support(reader: etav.VideoReader) -> tuple[int, int] | None:
     if first == 1 and last == reader.total_frame_count:
         return None
     return first, last
-
-
-def _warn_truncated(prompts: Sequence[str], paddings: np.ndarray, tokenizer: Tokenizer) -> None:
-    # Only rows that fill every position can have been cut.
-    for row in np.flatnonzero(paddings[:, -1] == 0):
-        length = len(tokenizer.encode([canonicalize_text(prompts[row])])[0])
-        if length > _MAX_TEXT_LENGTH:
-            prompt = prompts[row]
-            # Quote only the start: a pasted document would flood the log.
-            quoted = prompt if len(prompt) <= _QUOTE_CHARS else prompt[:_QUOTE_CHARS] + "..."
-            logger.warning("Truncating prompt %r: %d tokens, the text encoder reads %d",
-                           quoted, length, _MAX_TEXT_LENGTH)

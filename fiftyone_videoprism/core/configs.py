@@ -14,13 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-def user_cache_dir() -> Path:
-    """This package's folder in the user cache (``$XDG_CACHE_HOME``, else ``~/.cache``): converted
-    checkpoints of read-only sources, the embeddings cache, the BLAS copy."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "fiftyone-videoprism"
-
-
 VIDEO_CLASS = "FactorizedEncoder"
 LVT_CLASS = "FactorizedVideoCLIP"
 

@@ -15,7 +15,7 @@ name::
 
 What "downloaded" means: FiftyOne calls :func:`download_model` when the model's file in the zoo
 folder (``<name>.json``) does not exist. The hook fetches the weights (and, for LvT models, the
-tokenizer) through :mod:`fiftyone_videoprism.hub` into the Hugging Face cache, or finds them
+tokenizer) through :mod:`fiftyone_videoprism.core.hub` into the Hugging Face cache, or finds them
 through ``FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR`` / ``FIFTYONE_VIDEOPRISM_TOKENIZER``, then writes
 that file: a small JSON record of where they are. It is a real file, so later loads skip the
 download step; the weights themselves are located again by hub.py on each load.
@@ -29,8 +29,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fiftyone_videoprism import __version__, hub, video
-from fiftyone_videoprism.configs import canonical_name, get_config
+from fiftyone_videoprism.core import hub, video
+from fiftyone_videoprism.version import __version__
+from fiftyone_videoprism.core.configs import canonical_name, get_config
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +106,15 @@ def download_model(model_name: str, model_path: str) -> None:
 
 
 def load_model(model_name: str, model_path: str, **kwargs: Any):
-    """Zoo hook: a :class:`~fiftyone_videoprism.fo_model.VideoPrismModel`.
+    """Zoo hook: a :class:`~fiftyone_videoprism.fo.model.VideoPrismModel`.
 
-    ``kwargs`` are :class:`~fiftyone_videoprism.fo_model.VideoPrismModelConfig` keys
+    ``kwargs`` are :class:`~fiftyone_videoprism.fo.model.VideoPrismModelConfig` keys
     (``checkpoint_path``, ``tokenizer_path``, ``model_config``, ``num_frames``, ``image_size``,
     ``resize``, ``batch_size``, ``classes``, ``prompt_templates``, ``temperature``,
     ``store_logits``). ``model_path`` is the download record; the weights are located again
     through hub.py, so explicit paths and environment variables always win over it.
     """
-    from fiftyone_videoprism.fo_model import VideoPrismModel, VideoPrismModelConfig
+    from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
     config = VideoPrismModelConfig({**kwargs, "model_name": canonical_name(model_name)})
     return VideoPrismModel(config)
@@ -123,7 +124,7 @@ def resolve_input(model_name: str, ctx: Any):
     """Zoo hook: the App form for this model's parameters (a ``types.Property``)."""
     from fiftyone.operators import types
 
-    from fiftyone_videoprism.fo_model import DEFAULT_BATCH_SIZE
+    from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE
 
     config = get_config(model_name)
     inputs = types.Object()

@@ -11,12 +11,12 @@ from typing import Any, Mapping
 import mlx.core as mx
 import mlx.nn as nn
 
-from fiftyone_videoprism import hub
-from fiftyone_videoprism.checkpoint import CorruptCheckpointError, load_checkpoint
-from fiftyone_videoprism.configs import (VideoPrismConfig, canonical_name, from_original_kwargs,
+from fiftyone_videoprism.core import hub
+from fiftyone_videoprism.core.checkpoint import CorruptCheckpointError, load_checkpoint
+from fiftyone_videoprism.core.configs import (VideoPrismConfig, canonical_name, from_original_kwargs,
                                          get_config)
-from fiftyone_videoprism.model import FactorizedEncoder, FactorizedVideoCLIP, build_model
-from fiftyone_videoprism.tokenizer import Tokenizer
+from fiftyone_videoprism.core.model import FactorizedEncoder, FactorizedVideoCLIP, build_model
+from fiftyone_videoprism.core.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 

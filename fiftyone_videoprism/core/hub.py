@@ -19,7 +19,7 @@ Environment variables:
 - ``FIFTYONE_VIDEOPRISM_TOKENIZER_HUB``: Hub location of that file as ``owner/repo/filename``
   (default ``tom-moroney/videoprism-mlx/c4_en.model``).
 - ``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``: folder of the on-disk embeddings cache
-  (:mod:`fiftyone_videoprism.cache`; default ``~/.cache/fiftyone-videoprism/embeddings``).
+  (:mod:`fiftyone_videoprism.core.cache`; default ``~/.cache/fiftyone-videoprism/embeddings``).
 - ``HF_HUB_ETAG_TIMEOUT`` (huggingface_hub's own, whole seconds): how long to wait for the Hub's
   answer to the reachability request (default here 5).
 """
@@ -35,13 +35,9 @@ import huggingface_hub
 from huggingface_hub import (get_hf_file_metadata, hf_hub_download, hf_hub_url,
                              try_to_load_from_cache)
 
-from fiftyone_videoprism.configs import canonical_name, user_cache_dir
+from fiftyone_videoprism.core import env
+from fiftyone_videoprism.core.configs import canonical_name
 
-ENV_CHECKPOINT_DIR = "FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR"
-ENV_TOKENIZER = "FIFTYONE_VIDEOPRISM_TOKENIZER"
-ENV_TOKENIZER_HUB = "FIFTYONE_VIDEOPRISM_TOKENIZER_HUB"
-ENV_EMBEDDINGS_CACHE = "FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"
-ENV_VARS = (ENV_CHECKPOINT_DIR, ENV_TOKENIZER, ENV_TOKENIZER_HUB, ENV_EMBEDDINGS_CACHE)
 
 # Longer than a healthy HEAD request to the Hub takes, short enough that an offline user is not
 # left waiting; HF_HUB_ETAG_TIMEOUT overrides it.
@@ -115,11 +111,11 @@ def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None,
 
     model = canonical_name(name)
     release = RELEASES[model]
-    folder = os.environ.get(ENV_CHECKPOINT_DIR)
+    folder = os.environ.get(env.CHECKPOINT_DIR)
     if folder:
         folder_path = Path(folder).expanduser()
         if not folder_path.is_dir():
-            raise FileNotFoundError(f"{ENV_CHECKPOINT_DIR}={folder!r} is not a folder")
+            raise FileNotFoundError(f"{env.CHECKPOINT_DIR}={folder!r} is not a folder")
         if (folder_path / release.filename).is_file() and not force_download:
             return folder_path / release.filename
     return _download(
@@ -128,7 +124,7 @@ def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None,
         what=f"the {model} checkpoint",
         local_options=[
             f"pass checkpoint='/path/to/{release.filename}'",
-            f"set {ENV_CHECKPOINT_DIR} to a folder holding {release.filename}"
+            f"set {env.CHECKPOINT_DIR} to a folder holding {release.filename}"
             + (f" (now {folder!r}, which lacks it)" if folder else ""),
         ],
     )
@@ -139,14 +135,14 @@ def tokenizer_location() -> Release:
 
     ``FIFTYONE_VIDEOPRISM_TOKENIZER_HUB`` (``owner/repo/filename``) if set, else the default.
     """
-    value = os.environ.get(ENV_TOKENIZER_HUB)
+    value = os.environ.get(env.TOKENIZER_HUB)
     if not value:
         return DEFAULT_TOKENIZER
     owner, _, rest = value.strip().strip("/").partition("/")
     repo, _, filename = rest.partition("/")
     if not (owner and repo and filename):
         raise ValueError(
-            f"{ENV_TOKENIZER_HUB}={value!r} is not of the form owner/repo/filename "
+            f"{env.TOKENIZER_HUB}={value!r} is not of the form owner/repo/filename "
             f"(e.g. {DEFAULT_TOKENIZER.repo_id}/{DEFAULT_TOKENIZER.filename})"
         )
     return Release(f"{owner}/{repo}", filename)
@@ -167,11 +163,11 @@ def tokenizer_file(path: str | os.PathLike | None = None) -> Path:
         if not local.is_file():
             raise FileNotFoundError(f"tokenizer file {str(local)!r} does not exist")
         return local
-    from_env = os.environ.get(ENV_TOKENIZER)
+    from_env = os.environ.get(env.TOKENIZER)
     if from_env:
         local = Path(from_env).expanduser()
         if not local.is_file():
-            raise FileNotFoundError(f"{ENV_TOKENIZER}={from_env!r} is not a file")
+            raise FileNotFoundError(f"{env.TOKENIZER}={from_env!r} is not a file")
         return local
     release = tokenizer_location()
     return _download(
@@ -179,18 +175,9 @@ def tokenizer_file(path: str | os.PathLike | None = None) -> Path:
         what="the c4_en tokenizer",
         local_options=[
             f"pass path='/path/to/{release.filename}' (load_tokenizer / tokenizer_file)",
-            f"set {ENV_TOKENIZER} to the path of {release.filename}",
+            f"set {env.TOKENIZER} to the path of {release.filename}",
         ],
     )
-
-
-def embeddings_cache_dir() -> Path:
-    """Folder of the embeddings cache: ``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``, else
-    ``$XDG_CACHE_HOME/fiftyone-videoprism/embeddings`` (``~/.cache`` without XDG_CACHE_HOME)."""
-    folder = os.environ.get(ENV_EMBEDDINGS_CACHE)
-    if folder:
-        return Path(folder).expanduser()
-    return user_cache_dir() / "embeddings"
 
 
 def _probe_timeout() -> float:

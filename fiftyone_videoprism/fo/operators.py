@@ -3,9 +3,9 @@ similarity index and search it by text, from the App (immediately or delegated) 
 ``fiftyone.operators.execute_operator``.
 
 FiftyOne runs this file from a path under a made-up module name (through the shim that
-:func:`fiftyone_videoprism.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
+:func:`fiftyone_videoprism.fo.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
 so it imports the package absolutely. The operators only build forms and read parameters; the
-work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.apply`,
+work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.fo.runs`,
 ``fiftyone.brain.compute_similarity`` and ``sort_by_similarity``.
 
 Weights come from the Hugging Face Hub or the ``FIFTYONE_VIDEOPRISM_*`` environment variables
@@ -31,17 +31,16 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 import fiftyone.zoo as foz
 
-from fiftyone_videoprism import apply, zeroshot
-from fiftyone_videoprism.configs import get_config
-from fiftyone_videoprism.fo_model import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
-from fiftyone_videoprism.zoo import register_zoo, zoo_model_names
+from fiftyone_videoprism.core import zeroshot
+from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.core.configs import get_config
+from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
+                                             DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
+                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL)
+from fiftyone_videoprism.fo.zoo import register_zoo, zoo_model_names
 
 T = TypeVar("T")
 
-DEFAULT_EMBEDDINGS_FIELD = apply.DEFAULT_EMBEDDINGS_FIELD
-DEFAULT_LABEL_FIELD = apply.DEFAULT_LABEL_FIELD
-DEFAULT_BRAIN_KEY = apply.DEFAULT_BRAIN_KEY
-DEFAULT_DIST_FIELD = "videoprism_similarity"
 # Seconds between progress reports: often enough to look alive, rare enough to cost nothing.
 _PROGRESS_INTERVAL = 1.0
 
@@ -106,7 +105,7 @@ class ComputeEmbeddings(foo.Operator):
         skip = ctx.params.get("existing", "skip") == "skip"
         stats = yield from run_with_progress(
             ctx, "Embedding videos",
-            lambda progress: apply.compute_embeddings(target, model, field, skip_existing=skip,
+            lambda progress: runs.compute_embeddings(target, model, field, skip_existing=skip,
                                                       cache=True, progress=progress),
         )
         yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
@@ -159,7 +158,7 @@ class ZeroShotTag(foo.Operator):
         field = ctx.params.get("label_field") or DEFAULT_LABEL_FIELD
         stats = yield from run_with_progress(
             ctx, "Tagging videos",
-            lambda progress: apply.apply_zero_shot(
+            lambda progress: runs.apply_zero_shot(
                 target, model, field,
                 embeddings_field=ctx.params.get("embeddings_field") or None,
                 tag_samples=bool(ctx.params.get("tag_samples", False)),
@@ -209,7 +208,7 @@ class BuildTextIndex(foo.Operator):
         brain_key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
         stats = yield from run_with_progress(
             ctx, "Embedding videos",
-            lambda progress: apply.compute_embeddings(target, model, field, skip_existing=True,
+            lambda progress: runs.compute_embeddings(target, model, field, skip_existing=True,
                                                       cache=True, progress=progress),
         )
         # By zoo name and load kwargs, not the model object: the index records them, so the App
@@ -552,7 +551,7 @@ def run_with_progress(ctx, label: str,
     return future.result()
 
 
-def finish(ctx, message: str, stats: apply.RunStats) -> Generator[Any, None, None]:
+def finish(ctx, message: str, stats: runs.RunStats) -> Generator[Any, None, None]:
     """Tells the App what was done and shows the new fields (immediate runs only)."""
     if stats.failed:
         message += (f"; {len(stats.failed)} failed: their errors are in the field "
