@@ -9,6 +9,7 @@ import sentencepiece
 
 # Imported before any test module imports mlx, so MLX binds the optimised BLAS (see _blas.py).
 import fiftyone_videoprism  # noqa: F401
+from fiftyone_videoprism.core import env, kernels
 
 # Vocabulary size of the tiny SentencePiece model; it must not exceed the tiny LvT fixture's
 # vocabulary_size (128), so every id it produces has a row in that model's token embedding.
@@ -45,6 +46,14 @@ _TINY_CORPUS = [
     "a video of red.", "a video of green.", "a video of blue.", "a video of a red square.",
     "a green square moving slowly.", "a blue square on a grey field.",
 ]
+
+
+@pytest.fixture(params=["auto", "off"], ids=["vp-kernels", "mlx-kernels"])
+def kernels_mode(request, monkeypatch) -> str:
+    """Runs a test with the vectorised CPU kernels on (where they can run here) and off."""
+    monkeypatch.setenv(env.KERNELS, request.param)
+    assert kernels.active() == (request.param == "auto" and kernels.extension() is not None)
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ def _check(name: str, got, expected: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("case", _cases("tiny_video"))
-def test_video_encoder_parity(models, case):
+def test_video_encoder_parity(models, case, kernels_mode):
     net = models["tiny_video"]
     io = _io("tiny_video", case)
     video = io["video"]
@@ -82,7 +82,7 @@ def test_video_encoder_parity(models, case):
 
 
 @pytest.mark.parametrize("case", _cases("tiny_lvt"))
-def test_video_text_parity(models, case):
+def test_video_text_parity(models, case, kernels_mode):
     net = models["tiny_lvt"]
     io = _io("tiny_lvt", case)
     out = net(io["video"], frame_embeddings=True)

@@ -61,7 +61,7 @@ def _param_dtypes(net) -> set[mx.Dtype]:
 
 
 @pytest.mark.parametrize("dtype", list(MIN_COSINE))
-def test_mode_stays_close_to_float32(npz, io, reference, dtype):
+def test_mode_stays_close_to_float32(npz, io, reference, dtype, kernels_mode):
     got = _embeddings(_load(npz, dtype), io)
     for key, ref in reference.items():
         assert got[key].dtype == np.float32, key

@@ -18,6 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from fiftyone_videoprism.core import kernels
 from fiftyone_videoprism.core.configs import VideoPrismConfig
 from fiftyone_videoprism.core.embedding import l2_normalize
 from fiftyone_videoprism.core.lanes import bounds, cpu_lanes, on_streams, thread_streams
@@ -95,12 +96,6 @@ _LOGITS_BYTES = 32 << 20
 _MAX_UNSHIFTED_CAP = 50.0
 
 
-@lru_cache(maxsize=8)
-def _capped_exp(cap: float) -> Callable[[mx.array], mx.array]:
-    """Fused exp(cap * tanh(u)): one pass over the logits instead of four."""
-    return mx.compile(lambda u: mx.exp(cap * mx.tanh(u)), shapeless=True)
-
-
 def _unshifted(cap: float, mask: mx.array | None, dtype: mx.Dtype) -> bool:
     """Whether attention takes _capped_attention's unshifted-exp path (float32 only: in half
     precision the original runs its softmax in float32, and e^50 overflows float16)."""
@@ -120,8 +115,7 @@ def _capped_attention(q: mx.array, k: mx.array, v: mx.array, cap: float,
     original, it caps, masks and normalises the logits in float32.
     """
     if _unshifted(cap, mask, q.dtype):
-        weights = _capped_exp(cap)(q @ k.swapaxes(-1, -2))  # (B, h, Q, S)
-        return (weights @ v) / weights.sum(axis=-1, keepdims=True)
+        return kernels.capped_softmax_matmul(q @ k.swapaxes(-1, -2), v, cap)
     logits = (q @ k.swapaxes(-1, -2)).astype(mx.float32)
     if cap > 0:
         logits = cap * mx.tanh(logits / cap)
@@ -175,9 +169,9 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, mlp_dim: int, num_heads: int, logit_cap: float,
                  activation: Callable[[mx.array], mx.array]):
         super().__init__()
-        self.layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.layer_norm = kernels.LayerNorm(dim, eps=LN_EPS)
         self.self_attention = Attention(dim, num_heads, logit_cap)
-        self.ff_layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ff_layer_norm = kernels.LayerNorm(dim, eps=LN_EPS)
         self.ffn_layer1 = nn.Linear(dim, mlp_dim)
         self.ffn_layer2 = nn.Linear(mlp_dim, dim)
         self.activation = activation
@@ -264,13 +258,13 @@ class FactorizedEncoder(nn.Module):
         self.patch_projection = nn.Linear(c.patch_size * c.patch_size * 3, d)
         self.spatial_pos_emb = mx.zeros((c.pos_emb_shape[1] * c.pos_emb_shape[2], d))
         self.temporal_pos_emb = mx.zeros((c.pos_emb_shape[0], d))
-        gelu = nn.gelu  # exact (erf) GELU, as in the original
+        gelu = kernels.gelu  # exact (erf) GELU, as in the original
         self.spatial_encoder = StackedTransformer(c.num_spatial_layers, d, c.mlp_dim, c.num_heads,
                                                   c.atten_logit_cap, gelu)
-        self.spatial_ln = nn.LayerNorm(d, eps=LN_EPS)
+        self.spatial_ln = kernels.LayerNorm(d, eps=LN_EPS)
         self.temporal_encoder = StackedTransformer(c.num_temporal_layers, d, c.mlp_dim,
                                                    c.num_heads, c.atten_logit_cap, gelu)
-        self.temporal_ln = nn.LayerNorm(d, eps=LN_EPS)
+        self.temporal_ln = kernels.LayerNorm(d, eps=LN_EPS)
         # CPU streams to split frames and sequences over; set it to 1 to run on one stream.
         self.lanes = cpu_lanes()
 
@@ -350,7 +344,7 @@ class AttentionPooler(nn.Module):
         self.value = nn.Linear(dim, inner)
         self.per_dim_scale = mx.zeros((inner // num_heads,))
         self.post = nn.Linear(inner, dim)
-        self.layer_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.layer_norm = kernels.LayerNorm(dim, eps=LN_EPS)
 
     def __call__(self, x: mx.array, lanes: int = 1) -> mx.array:
         """x (B, S, D) -> (B, D); the key/value projections split S over ``lanes`` streams."""
@@ -378,7 +372,7 @@ class TextEncoder(nn.Module):
         self.cls_emb = mx.zeros((1, 1, d))
         self.unimodal_transformer = StackedTransformer(
             config.num_unimodal_layers, d, 4 * d, config.num_heads, config.atten_logit_cap, nn.relu)
-        self.unimodal_ln = nn.LayerNorm(d, eps=LN_EPS)
+        self.unimodal_ln = kernels.LayerNorm(d, eps=LN_EPS)
         self.causal = config.enable_causal_atten
 
     def __call__(self, ids: mx.array, paddings: mx.array, lanes: int = 1) -> mx.array:
@@ -413,7 +407,7 @@ class FactorizedVideoCLIP(nn.Module):
         self.config = c
         self.vision_encoder = FactorizedEncoder(c)
         self.auxiliary_encoder = StackedTransformer(c.num_auxiliary_layers, c.model_dim, c.mlp_dim,
-                                                    c.num_heads, c.atten_logit_cap, nn.gelu)
+                                                    c.num_heads, c.atten_logit_cap, kernels.gelu)
         self.contrastive_vision_pooler = AttentionPooler(c.model_dim, c.num_heads)
         self.text_encoder = TextEncoder(c)
         # CPU streams to split work over; set it to 1 to run on one stream.
