@@ -72,51 +72,53 @@ const Kernels& kernels() {
   return chosen;
 }
 
-// The output takes the input's buffer when MLX may donate it (an intermediate nothing else
-// reads), else a fresh one.
-void alloc_like(const mx::array& in, mx::array& out) {
-  if (in.is_donatable() && in.itemsize() == out.itemsize()) {
-    out.copy_shared_buffer(in);
-  } else {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-  }
-}
-
-class Gelu : public mx::UnaryPrimitive {
+// A primitive with one output shaped like its first input, run on the CPU only: the output
+// takes that input's buffer when MLX may donate it (an intermediate nothing else reads).
+class CpuPrimitive : public mx::UnaryPrimitive {
  public:
-  explicit Gelu(mx::Stream s) : UnaryPrimitive(s) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    const auto& x = inputs[0];
-    alloc_like(x, out);
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    enc.set_input_array(x);
-    enc.set_output_array(out);
-    enc.dispatch([src = x.data<float>(), dst = out.data<float>(), n = out.size()]() {
-      kernels().gelu(src, dst, n);
-    });
-  }
+  using UnaryPrimitive::UnaryPrimitive;
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
     throw std::runtime_error("vpkernels: CPU only");
+  }
+
+ protected:
+  // Gives ``out`` its buffer and returns the stream's encoder with the arrays registered;
+  // the kernel is dispatched after, once out.data() is final.
+  mx::cpu::CommandEncoder& prepare(const std::vector<mx::array>& inputs, mx::array& out) {
+    const auto& in = inputs[0];
+    if (in.is_donatable() && in.itemsize() == out.itemsize()) {
+      out.copy_shared_buffer(in);
+    } else {
+      out.set_data(mx::allocator::malloc(out.nbytes()));
+    }
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (const auto& a : inputs) enc.set_input_array(a);
+    enc.set_output_array(out);
+    return enc;
+  }
+};
+
+class Gelu : public CpuPrimitive {
+ public:
+  using CpuPrimitive::CpuPrimitive;
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    auto& enc = prepare(inputs, out);
+    enc.dispatch([src = inputs[0].data<float>(), dst = out.data<float>(), n = out.size()]() {
+      kernels().gelu(src, dst, n);
+    });
   }
   const char* name() const override { return "VideoPrismGelu"; }
   bool is_equivalent(const mx::Primitive&) const override { return true; }
 };
 
-class CappedSoftmax : public mx::UnaryPrimitive {
+class CappedSoftmax : public CpuPrimitive {
  public:
-  CappedSoftmax(mx::Stream s, float cap) : UnaryPrimitive(s), cap_(cap) {}
+  CappedSoftmax(mx::Stream s, float cap) : CpuPrimitive(s), cap_(cap) {}
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    const auto& u = inputs[0];
-    alloc_like(u, out);
-    const size_t n = u.shape(-1);
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    enc.set_input_array(u);
-    enc.set_output_array(out);
-    enc.dispatch([src = u.data<float>(), dst = out.data<float>(), rows = u.size() / n, n,
-                  cap = cap_]() { kernels().capped_softmax(src, dst, rows, n, cap); });
-  }
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("vpkernels: CPU only");
+    const size_t n = inputs[0].shape(-1);
+    auto& enc = prepare(inputs, out);
+    enc.dispatch([src = inputs[0].data<float>(), dst = out.data<float>(), rows = out.size() / n,
+                  n, cap = cap_]() { kernels().capped_softmax(src, dst, rows, n, cap); });
   }
   const char* name() const override { return "VideoPrismCappedSoftmax"; }
   bool is_equivalent(const mx::Primitive& other) const override {
@@ -127,22 +129,15 @@ class CappedSoftmax : public mx::UnaryPrimitive {
   float cap_;
 };
 
-class LayerNorm : public mx::UnaryPrimitive {
+class LayerNorm : public CpuPrimitive {
  public:
-  LayerNorm(mx::Stream s, float eps) : UnaryPrimitive(s), eps_(eps) {}
+  LayerNorm(mx::Stream s, float eps) : CpuPrimitive(s), eps_(eps) {}
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    const auto& x = inputs[0];
-    alloc_like(x, out);
-    const size_t d = x.shape(-1);
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (const auto& a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
-    enc.dispatch([src = x.data<float>(), w = inputs[1].data<float>(),
-                  b = inputs[2].data<float>(), dst = out.data<float>(), rows = x.size() / d, d,
+    const size_t d = inputs[0].shape(-1);
+    auto& enc = prepare(inputs, out);
+    enc.dispatch([src = inputs[0].data<float>(), w = inputs[1].data<float>(),
+                  b = inputs[2].data<float>(), dst = out.data<float>(), rows = out.size() / d, d,
                   eps = eps_]() { kernels().layer_norm(src, w, b, dst, rows, d, eps); });
-  }
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("vpkernels: CPU only");
   }
   const char* name() const override { return "VideoPrismLayerNorm"; }
   bool is_equivalent(const mx::Primitive& other) const override {
