@@ -262,6 +262,23 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What made this model's embeddings, as stored with every field it writes: the zoo
+        name, the :attr:`embedding_key` (the identity that decides whether two models give
+        the same vectors) and the settings a person reads (weights digest, frames, size,
+        resize, dtype)."""
+        self.embedding_key  # computes the weights digest once
+        return {
+            "model": self.config.model_name,
+            "embedding_key": self.embedding_key,
+            "weights": self._weights_digest[:16],
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "resize": self.config.resize,
+            "dtype": self.config.dtype,
+        }
+
     # -- frames ------------------------------------------------------------------------------
 
     def read_frames(self, arg: Any) -> np.ndarray:

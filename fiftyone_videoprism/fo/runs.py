@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fiftyone.core.fields as fof
+import fiftyone.core.labels as fol
 import fiftyone.core.utils as fou
 import numpy as np
 
@@ -108,6 +109,7 @@ def compute_embeddings(
     """
     error_field = error_field or f"{embeddings_field}_error"
     _check_fields(embeddings_field, error_field)
+    prepare_embeddings_field(samples, embeddings_field, model, replace=not skip_existing)
     pending, skipped = samples, 0
     if skip_existing and samples.has_field(embeddings_field):
         pending = samples.exists(embeddings_field, False)
@@ -159,12 +161,21 @@ def apply_zero_shot(
             ``<label_field>_error``
         cache (None): as in :func:`compute_embeddings`
     """
-    # A video-only model, bad classes or a bad top_k fail here, before anything is decoded.
+    # A video-only model, bad classes, a bad top_k or a field of another type or model fail
+    # here, before anything is decoded.
     model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
     error_field = error_field or f"{label_field}_error"
     _check_fields(label_field, error_field)
+    label_type = fol.Classifications if top_k is not None else fol.Classification
+    previous_tags = prepare_label_field(samples, label_field, label_type, model,
+                                        tag_samples=tag_samples)
     if embeddings_field is not None:
         _check_fields(embeddings_field, error_field)
+        # Stored vectors are reused only when this model made them.
+        prepare_embeddings_field(samples, embeddings_field, model, replace=False)
+    if previous_tags:
+        # The tags an earlier run of this field added would otherwise outlive its labels.
+        samples.untag_samples(previous_tags)
 
     def write_labels(ids: list[str], embeddings: np.ndarray) -> None:
         labels = model.classify(embeddings, top_k)
@@ -200,6 +211,108 @@ def apply_zero_shot(
     stats = dataclasses.replace(stats, written=stats.written + reused, error_field=error_field)
     _summarise("apply_zero_shot", stats, error_field)
     return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance: what made each output field
+
+
+# Key under a field's ``info`` where the model that wrote it is recorded.
+PROVENANCE_KEY = "fiftyone_videoprism"
+
+
+class ProvenanceError(ValueError):
+    """An output field holds results of another model, or of another kind."""
+
+
+def field_provenance(samples, field: str) -> dict[str, Any] | None:
+    """What wrote ``field`` (:attr:`VideoPrismModel.provenance`, plus ``classes`` and ``tags``
+    for label fields), or None for a field this package did not write."""
+    declared = samples.get_field(field)
+    return None if declared is None else (declared.info or {}).get(PROVENANCE_KEY)
+
+
+def describe_provenance(provenance: dict[str, Any] | None) -> str:
+    """One line naming a model and its settings, for messages."""
+    if not provenance:
+        return "an unknown model (the field was not written by fiftyone-videoprism)"
+    return (f"{provenance['model']} ({provenance['num_frames']} frames at "
+            f"{provenance['image_size']} px, resize {provenance['resize']}, "
+            f"{provenance['dtype']}, weights {provenance['weights']})")
+
+
+def prepare_embeddings_field(samples, field: str, model: VideoPrismModel, *,
+                             replace: bool) -> None:
+    """Declares ``field`` as a vector field recording ``model``'s provenance, or checks that it
+    already holds this model's vectors.
+
+    A field of another model is refused, since its vectors cannot be compared with this
+    model's (base and LvT are both 768-d: nothing else would notice). With ``replace`` and
+    ``samples`` covering every stored vector, the old vectors are cleared first instead, so an
+    interrupted replacement leaves missing vectors (resumable), never a mix.
+
+    Raises:
+        ProvenanceError: the field holds something else, or another model's vectors
+    """
+    dataset = samples._dataset
+    mine = model.provenance
+    declared = dataset.get_field(field)
+    if declared is None:
+        dataset.add_sample_field(field, fof.VectorField, info={PROVENANCE_KEY: mine})
+        return
+    if not isinstance(declared, (fof.VectorField, fof.ListField)):
+        raise ProvenanceError(
+            f"field '{field}' holds {type(declared).__name__} values, not embeddings; write "
+            f"the embeddings to another field (--field NAME / embeddings_field=...)")
+    theirs = (declared.info or {}).get(PROVENANCE_KEY)
+    if theirs is not None and theirs.get("embedding_key") == mine["embedding_key"]:
+        return
+    stored = dataset.exists(field)
+    covered = replace and not len(stored.exclude(samples.values("id")))
+    if len(stored) and not covered:
+        raise ProvenanceError(
+            f"field '{field}' holds embeddings of {describe_provenance(theirs)}, and this run "
+            f"uses {describe_provenance(mine)}: one field must not mix the two. Recompute "
+            f"the whole field (--recompute; Python: skip_existing=False on the whole "
+            f"dataset) or write to another field (--field NAME / embeddings_field=...)")
+    if len(stored):
+        stored.set_field(field, None).save()
+    declared.info = {**(declared.info or {}), PROVENANCE_KEY: mine}
+    declared.save()
+
+
+def prepare_label_field(samples, field: str, label_type: type, model: VideoPrismModel, *,
+                        tag_samples: bool) -> list[str]:
+    """Declares ``field`` for ``label_type`` labels recording the model, classes and tags of
+    this run, after checking that it does not hold labels of another type; returns the sample
+    tags the previous run of this field added (to remove before tagging again).
+
+    Raises:
+        ProvenanceError: the field holds another label type, or is not a label field
+    """
+    dataset = samples._dataset
+    declared = dataset.get_field(field)
+    previous: dict[str, Any] = {}
+    if declared is not None:
+        held = getattr(declared, "document_type", None)
+        if held is not label_type:
+            what = held.__name__ if held is not None else type(declared).__name__
+            raise ProvenanceError(
+                f"field '{field}' holds {what} labels and this run writes {label_type.__name__}"
+                f" ({'top-k' if label_type is fol.Classifications else 'one label per video'}"
+                f"); use another label field (--label-field NAME / label_field=...) or delete "
+                f"it first: dataset.delete_sample_field({field!r})")
+        previous = (declared.info or {}).get(PROVENANCE_KEY) or {}
+    else:
+        dataset.add_sample_field(field, fof.EmbeddedDocumentField, embedded_doc_type=label_type)
+        declared = dataset.get_field(field)
+    classes = list(model.config.classes)
+    declared.info = {**(declared.info or {}), PROVENANCE_KEY: {
+        **model.provenance, "classes": classes,
+        "prompt_templates": list(model.config.prompt_templates),
+        "tags": classes if tag_samples else []}}
+    declared.save()
+    return list(previous.get("tags") or [])
 
 
 # --------------------------------------------------------------------------------------------
