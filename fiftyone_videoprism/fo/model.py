@@ -26,7 +26,7 @@ import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 import numpy as np
 
-from fiftyone_videoprism.core import embedding, factory, video, zeroshot
+from fiftyone_videoprism.core import embedding, factory, hub, video, zeroshot
 from fiftyone_videoprism.core.tokenizer import Tokenizer
 from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
@@ -168,15 +168,25 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
                 "must come from checkpoint_path too; pass checkpoint_path='/path/to/weights.npz'"
             )
         spec = config.model_config if config.model_config is not None else config.model_name
-        self._net = factory.load_model(spec, checkpoint=config.checkpoint_path,
-                                       dtype=config.dtype)
-        patch = self._net.config.patch_size
-        if self.image_size % patch:
+        # What costs nothing to check is checked before any weight is read or downloaded.
+        _, architecture = factory.resolve_config(spec)
+        patch = architecture.patch_size
+        size = config.image_size or architecture.image_size
+        if size % patch:
             raise ValueError(
                 f"image_size must be a multiple of the patch size {patch} "
-                f"(e.g. {self._net.config.image_size}), got {self.image_size}"
+                f"(e.g. {architecture.image_size}), got {size}"
             )
         self._tokenizer: Tokenizer | None = None
+        if architecture.is_lvt and config.tokenizer_path is not None:
+            self._tokenizer = factory.load_tokenizer(config.tokenizer_path,
+                                                     architecture.vocabulary_size)
+        try:
+            self._net = factory.load_model(spec, checkpoint=config.checkpoint_path,
+                                           dtype=config.dtype)
+        except hub.WeightsUnavailableError as err:
+            raise err.pointing_to(_ways_to_pass(config.model_name, "checkpoint_path",
+                                                "--checkpoint", err.release.filename)) from None
         # The App server may embed two queries at once from its worker threads; MLX calls on
         # one model are serialised.
         self._lock = threading.Lock()
@@ -411,10 +421,32 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     def _get_tokenizer(self) -> Tokenizer:
         # Loaded on first use: embedding videos with an LvT model needs no tokenizer file.
         if self._tokenizer is None:
-            self._tokenizer = factory.load_tokenizer(
-                self.config.tokenizer_path, vocabulary_size=self._net.config.vocabulary_size
-            )
+            try:
+                self._tokenizer = factory.load_tokenizer(
+                    self.config.tokenizer_path, vocabulary_size=self._net.config.vocabulary_size)
+            except hub.WeightsUnavailableError as err:
+                raise err.pointing_to(_ways_to_pass(self.config.model_name, "tokenizer_path",
+                                                    "--tokenizer", err.release.filename)
+                                      ) from None
         return self._tokenizer
+
+    def require_text(self) -> None:
+        """Checks now, before any video is decoded, that this model can embed text: an LvT
+        model whose tokenizer loads and fits it. Runs that will need text call this first."""
+        self._require_text("embed text prompts")
+        with self._lock:
+            self._get_tokenizer()
+
+
+def _ways_to_pass(model_name: str, key: str, flag: str, filename: str) -> list[str]:
+    """How a FiftyOne user points this package at a local file, in each place they may be."""
+    path = f"/path/to/{filename}"
+    return [
+        f"Python: foz.load_zoo_model({model_name!r}, {key}={path!r}), and for a similarity "
+        f"index fob.compute_similarity(..., model={model_name!r}, "
+        f"model_kwargs={{{key!r}: {path!r}}}) (add 'tokenizer_path' for text search)",
+        f"command line: {flag} {path}",
+    ]
 
 
 def check_classes(classes: Any) -> list[str]:

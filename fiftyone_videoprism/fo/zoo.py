@@ -85,10 +85,9 @@ def download_model(model_name: str, model_path: str) -> None:
         checkpoint = hub.checkpoint_file(name)
         tokenizer = hub.tokenizer_file() if get_config(name).is_lvt else None
     except hub.WeightsUnavailableError as err:
-        logger.warning(
-            "%s was not downloaded: %s\nIt still loads from local files: "
-            "load_zoo_model(%r, checkpoint_path=..., tokenizer_path=...)", name, err, model_name
-        )
+        # Not a warning: local files given to load_zoo_model still load, and when none are,
+        # loading the model reports this once, with the fix, where the user looks.
+        logger.debug("%s was not downloaded: %s", name, err)
         return
     record = {
         "model": name,
@@ -109,9 +108,7 @@ def load_model(model_name: str, model_path: str, **kwargs: Any):
     """Zoo hook: a :class:`~fiftyone_videoprism.fo.model.VideoPrismModel`.
 
     ``kwargs`` are :class:`~fiftyone_videoprism.fo.model.VideoPrismModelConfig` keys
-    (``checkpoint_path``, ``tokenizer_path``, ``model_config``, ``num_frames``, ``image_size``,
-    ``resize``, ``batch_size``, ``classes``, ``prompt_templates``, ``temperature``,
-    ``store_logits``). ``model_path`` is the download record; the weights are located again
+    (:data:`~fiftyone_videoprism.fo.model.CONFIG_KEYS`). ``model_path`` is the download record; the weights are located again
     through hub.py, so explicit paths and environment variables always win over it.
     """
     from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
