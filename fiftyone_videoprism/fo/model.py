@@ -10,13 +10,13 @@ reader's path and frame range from it and decodes the frames itself with PyAV
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import eta.core.frameutils as etaf
@@ -24,9 +24,10 @@ import eta.core.video as etav
 import fiftyone.core.config as foc
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
+import fiftyone.core.utils as fou
 import numpy as np
 
-from fiftyone_videoprism.core import embedding, factory, hub, video, zeroshot
+from fiftyone_videoprism.core import embedding, factory, hub, settings, video, zeroshot
 from fiftyone_videoprism.core.tokenizer import Tokenizer
 from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
@@ -95,18 +96,18 @@ class VideoPrismModelConfig(foc.Config):
             )
         self.num_frames = self.parse_int(d, "num_frames", default=None)
         self.image_size = self.parse_int(d, "image_size", default=None)
-        self.resize = self.parse_string(d, "resize", default="squash")
-        if self.resize not in video.RESIZE_MODES:
+        self.resize = self.parse_string(d, "resize", default=settings.DEFAULT_RESIZE)
+        if self.resize not in settings.RESIZE_MODES:
             raise ValueError(
-                f"Unsupported resize {self.resize!r}. Supported values are {video.RESIZE_MODES}"
-            )
+                f"Unsupported resize {self.resize!r}. Supported values are "
+                f"{settings.RESIZE_MODES}")
         self.batch_size = self.parse_int(d, "batch_size", default=DEFAULT_BATCH_SIZE)
         for key in ("num_frames", "image_size", "batch_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
         classes = self.parse_raw(d, "classes", default=None)
-        self.classes = check_classes(classes) if classes is not None else None
+        self.classes = zeroshot.check_classes(classes) if classes is not None else None
         templates = self.parse_raw(d, "prompt_templates", default=None)
         self.prompt_templates = list(zeroshot.check_templates(templates))
         self.temperature = self.parse_number(d, "temperature",
@@ -115,7 +116,7 @@ class VideoPrismModelConfig(foc.Config):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.store_logits = self.parse_bool(d, "store_logits", default=False)
         self.dtype = factory.check_dtype(self.parse_string(d, "dtype",
-                                                           default=factory.DEFAULT_DTYPE))
+                                                           default=settings.DEFAULT_DTYPE))
 
 
 class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.LogitsMixin):
@@ -399,7 +400,7 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
                 "foz.load_zoo_model(name, classes=['cooking', 'swimming'])) or set "
                 "model.config.classes"
             )
-        classes = check_classes(self.config.classes)
+        classes = zeroshot.check_classes(self.config.classes)
         templates = zeroshot.check_templates(self.config.prompt_templates)
         key = (tuple(classes), templates)
         if self._class_cache is None or self._class_cache[0] != key:
@@ -430,6 +431,22 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
                                       ) from None
         return self._tokenizer
 
+    @contextlib.contextmanager
+    def run_settings(self, *, classes: Sequence[str] | None = None,
+                     prompt_templates: str | Sequence[str] | None = None,
+                     store_logits: bool | None = None) -> Iterator[VideoPrismModel]:
+        """Zero-shot settings for one run, restored afterwards: the zoo hands out one cached
+        instance per load kwargs, which the next caller must find unchanged. ``None`` keeps a
+        setting; templates are checked here, before anything runs."""
+        config = {}
+        if classes is not None:
+            config["classes"] = zeroshot.check_classes(classes)
+        if prompt_templates is not None:
+            config["prompt_templates"] = list(zeroshot.check_templates(prompt_templates))
+        model = {} if store_logits is None else {"store_logits": bool(store_logits)}
+        with fou.SetAttributes(self.config, **config), fou.SetAttributes(self, **model):
+            yield self
+
     def require_text(self) -> None:
         """Checks now, before any video is decoded, that this model can embed text: an LvT
         model whose tokenizer loads and fits it. Runs that will need text call this first."""
@@ -447,25 +464,6 @@ def _ways_to_pass(model_name: str, key: str, flag: str, filename: str) -> list[s
         f"model_kwargs={{{key!r}: {path!r}}}) (add 'tokenizer_path' for text search)",
         f"command line: {flag} {path}",
     ]
-
-
-def check_classes(classes: Any) -> list[str]:
-    """``classes`` as a list, if it is a non-empty sequence of distinct, non-blank strings;
-    otherwise a ValueError saying which entry is wrong."""
-    if isinstance(classes, str) or not isinstance(classes, Iterable):
-        raise ValueError(f"classes must be a list of class names, got {classes!r}")
-    classes = list(classes)
-    if not classes:
-        raise ValueError("classes is empty; give at least one class name, e.g. "
-                         "['cooking', 'swimming']")
-    for index, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"class {index} is {name!r}; class names must be non-empty text")
-    repeated = sorted(name for name, count in Counter(classes).items() if count > 1)
-    if repeated:
-        # Two equal names would split one class's probability between two labels.
-        raise ValueError(f"classes must be distinct; repeated: {repeated}")
-    return classes
 
 
 def _reader_support(reader: etav.VideoReader) -> tuple[int, int] | None:

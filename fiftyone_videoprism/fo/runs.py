@@ -18,7 +18,7 @@ What a long run over real, messy data can rely on:
   flight; running again with ``skip_existing=True`` does only what is missing. The error field
   is cleared before a result is written and the result before an error is written, so a sample
   is never left looking done with a stale state.
-- With ``cache``, each embedding is also stored on disk as soon as the model returns it, keyed
+- With ``cache`` (on by default), each embedding is also stored on disk as soon as the model returns it, keyed
   by the file's content and the model's ``embedding_key`` (:mod:`fiftyone_videoprism.core.cache`):
   a run killed between the model and the database, a recompute with the same settings, or the
   same video in another dataset or clips view reuses it instead of running the model again.
@@ -86,7 +86,7 @@ def compute_embeddings(
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
-    cache: CacheArg = None,
+    cache: CacheArg = True,
 ) -> RunStats:
     """Stores one (D,) float32 unit-norm embedding per video or clip in ``embeddings_field``.
 
@@ -104,8 +104,10 @@ def compute_embeddings(
             ``fo.config.show_progress_bars``, or a callback)
         error_field (None): string field for each failed sample's error; default
             ``<embeddings_field>_error``
-        cache (None): an :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, a folder for
-            one, or True for the default folder; None uses no cache
+        cache (True): the on-disk embeddings cache, so that a second run over the same files
+            and settings computes nothing: True for the default folder
+            (``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``), a folder, an
+            :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, or False for none
     """
     error_field = error_field or f"{embeddings_field}_error"
     _check_fields(embeddings_field, error_field)
@@ -138,7 +140,7 @@ def apply_zero_shot(
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
-    cache: CacheArg = None,
+    cache: CacheArg = True,
 ) -> RunStats:
     """Stores a zero-shot :class:`fiftyone.core.labels.Classification` over
     ``model.config.classes`` for every video or clip in ``label_field`` (LvT models only), or
@@ -159,7 +161,7 @@ def apply_zero_shot(
         progress (None): FiftyOne's progress argument
         error_field (None): string field for each failed sample's error; default
             ``<label_field>_error``
-        cache (None): as in :func:`compute_embeddings`
+        cache (True): as in :func:`compute_embeddings`
     """
     # A video-only model, bad classes, a bad top_k or a field of another type or model fail
     # here, before anything is decoded.
@@ -281,27 +283,40 @@ def prepare_embeddings_field(samples, field: str, model: VideoPrismModel, *,
     declared.save()
 
 
+def check_label_field(samples, field: str, label_type: type) -> None:
+    """Raises ProvenanceError unless ``field`` is new or holds ``label_type`` labels."""
+    declared = samples._dataset.get_field(field)
+    if declared is None:
+        return
+    held = getattr(declared, "document_type", None)
+    if held is not label_type:
+        what = held.__name__ if held is not None else type(declared).__name__
+        raise ProvenanceError(
+            f"field '{field}' holds {what} labels and this run writes {label_type.__name__}"
+            f" ({'top-k' if label_type is fol.Classifications else 'one label per video'}"
+            f"); use another label field (--label-field NAME / label_field=...) or delete "
+            f"it first: dataset.delete_sample_field({field!r})")
+
+
+def label_counts(samples, field: str) -> dict[str, int]:
+    """Videos per label in a zero-shot field; for top-k labels, per best label."""
+    if samples.get_field(field).document_type is fol.Classifications:
+        best = [labels.classifications[0].label
+                for labels in samples.exists(field).values(field) if labels.classifications]
+        return dict(Counter(best))
+    return samples.count_values(f"{field}.label")
+
+
 def prepare_label_field(samples, field: str, label_type: type, model: VideoPrismModel, *,
                         tag_samples: bool) -> list[str]:
     """Declares ``field`` for ``label_type`` labels recording the model, classes and tags of
-    this run, after checking that it does not hold labels of another type; returns the sample
-    tags the previous run of this field added (to remove before tagging again).
-
-    Raises:
-        ProvenanceError: the field holds another label type, or is not a label field
-    """
+    this run, after :func:`check_label_field`; returns the sample tags the previous run of
+    this field added (to remove before tagging again)."""
+    check_label_field(samples, field, label_type)
     dataset = samples._dataset
     declared = dataset.get_field(field)
     previous: dict[str, Any] = {}
     if declared is not None:
-        held = getattr(declared, "document_type", None)
-        if held is not label_type:
-            what = held.__name__ if held is not None else type(declared).__name__
-            raise ProvenanceError(
-                f"field '{field}' holds {what} labels and this run writes {label_type.__name__}"
-                f" ({'top-k' if label_type is fol.Classifications else 'one label per video'}"
-                f"); use another label field (--label-field NAME / label_field=...) or delete "
-                f"it first: dataset.delete_sample_field({field!r})")
         previous = (declared.info or {}).get(PROVENANCE_KEY) or {}
     else:
         dataset.add_sample_field(field, fof.EmbeddedDocumentField, embedded_doc_type=label_type)

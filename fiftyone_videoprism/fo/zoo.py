@@ -29,9 +29,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fiftyone_videoprism.core import hub, video
+from fiftyone_videoprism.core import hub, zeroshot
 from fiftyone_videoprism.version import __version__
 from fiftyone_videoprism.core.configs import canonical_name, get_config
+from fiftyone_videoprism.core.settings import RESIZE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def resolve_input(model_name: str, ctx: Any):
     )
     inputs.enum(
         "resize",
-        list(video.RESIZE_MODES),
+        list(RESIZE_MODES),
         default="squash",
         label="Resize",
         description="squash: whole frame to a square (the original demo); "
@@ -160,7 +161,7 @@ def parse_parameters(model_name: str, ctx: Any, params: dict[str, Any]) -> None:
     """Zoo hook: turns the form's values into load kwargs, in place (comma-separated classes
     become a list; empty values are dropped so that defaults apply)."""
     classes = params.get("classes")
-    if isinstance(classes, str):
-        params["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+    if isinstance(classes, str) and classes.strip():
+        params["classes"] = zeroshot.parse_classes(classes)
     for key in [k for k, v in params.items() if v in (None, "", [])]:
         del params[key]
