@@ -382,106 +382,132 @@ def _run(samples, model: VideoPrismModel, writes: _Writes, cache: EmbeddingsCach
          skip_failures: bool, progress: Any) -> RunStats:
     """Takes embeddings from the cache or decodes (prefetching) and embeds full batches; saves
     each model batch as soon as it is computed."""
-    ids, paths = samples.values(["id", "filepath"])
-    if not ids:
-        return RunStats(0, [])
-    # A clips view's samples carry their [first, last] frame support.
-    if isinstance(samples.get_field("support"), fof.FrameSupportField):
-        supports = [tuple(s) for s in samples.values("support")]
-    else:
-        supports = [None] * len(ids)
-    path_of = dict(zip(ids, paths, strict=True))
-    model_key = model.embedding_key if cache is not None else None
-    batch_size = model.config.batch_size
-    computed = 0
-    keys: dict[str, str] = {}  # sample ID -> cache key, filled by the decode thread
+    return _Run(samples, model, writes, cache, skip_failures).run(progress)
 
-    def hashed(items: list[_Item]) -> Iterator[_Item]:
+
+class _Run:
+    """One pass over a collection: cache hits first, then the rest decoded in a background
+    thread and embedded ``batch_size`` videos per model call."""
+
+    def __init__(self, samples, model: VideoPrismModel, writes: _Writes,
+                 cache: EmbeddingsCache | None, skip_failures: bool) -> None:
+        self.samples, self.model, self.writes = samples, model, writes
+        self.cache, self.skip_failures = cache, skip_failures
+        # Turned off (not the cache itself: the decode thread still reads keys) when the
+        # cache folder cannot be written.
+        self.store = cache is not None
+        self.model_key = model.embedding_key if cache is not None else None
+        self.keys: dict[str, str] = {}  # sample ID -> cache key, filled by the decode thread
+        self.batch: list[tuple[str, np.ndarray]] = []
+        self.computed = 0
+        self.pb: Any = None
+
+    def run(self, progress: Any) -> RunStats:
+        ids, paths = self.samples.values(["id", "filepath"])
+        if not ids:
+            return RunStats(0, [])
+        # A clips view's samples carry their [first, last] frame support.
+        if isinstance(self.samples.get_field("support"), fof.FrameSupportField):
+            supports = [tuple(s) for s in self.samples.values("support")]
+        else:
+            supports = [None] * len(ids)
+        self.path_of = dict(zip(ids, paths, strict=True))
+        with contextlib.ExitStack() as stack:
+            self.pb = stack.enter_context(fou.ProgressBar(total=len(ids), progress=progress))
+            misses = self._take_known_hits(list(zip(ids, paths, supports, strict=True)))
+            frames = stack.enter_context(contextlib.closing(video.iter_frames(
+                self._hashed(misses), self.model.num_frames, self.model.image_size,
+                resize=self.model.config.resize, prefetch=self.model.config.batch_size)))
+            for sample_id, decoded in frames:
+                if isinstance(decoded, Exception):
+                    if not self.skip_failures and self.batch:
+                        self._embed_batch()  # the videos decoded before this one are kept
+                    self._fail([sample_id], decoded)
+                else:
+                    self._decoded(sample_id, decoded)
+                if len(self.writes) >= _WRITE_CHUNK:
+                    self.writes.flush()
+            if self.batch:
+                self._embed_batch()
+            self.writes.flush()
+        return RunStats(self.writes.written, list(self.writes.errors), computed=self.computed,
+                        errors=self.writes.errors)
+
+    def _take_known_hits(self, items: list[_Item]) -> list[_Item]:
+        """Saves the cache hits found by stat alone (no video read); returns the rest, whose
+        files are hashed in the decode thread, where that full read overlaps the model."""
+        misses = []
         for sample_id, path, support in items:
-            if cache is not None:
+            digest = self.cache.known_digest(path) if self.cache is not None else None
+            vector = (self.cache.get(self.cache.key(self.model_key, digest, support))
+                      if digest else None)
+            if vector is None:
+                misses.append((sample_id, path, support))
+                continue
+            self._done(sample_id, vector)
+        self.writes.flush()
+        return misses
+
+    def _hashed(self, items: list[_Item]) -> Iterator[_Item]:
+        for sample_id, path, support in items:
+            if self.cache is not None:
                 try:
-                    keys[sample_id] = cache.key(model_key, cache.digest(path), support)
+                    self.keys[sample_id] = self.cache.key(self.model_key,
+                                                          self.cache.digest(path), support)
                 except OSError:
                     pass  # the decoder reports the missing or unreadable file with its cause
             yield sample_id, path, support
 
-    batch_ids: list[str] = []
-    batch_frames: list[np.ndarray] = []
+    def _decoded(self, sample_id: str, frames: np.ndarray) -> None:
+        # A file met under another path (or a clip cached by another run) may hit now.
+        key = self.keys.get(sample_id)
+        vector = self.cache.get(key) if self.cache is not None and key else None
+        if vector is not None:
+            self._done(sample_id, vector)
+            return
+        self.batch.append((sample_id, frames))
+        if len(self.batch) == self.model.config.batch_size:
+            self._embed_batch()
 
-    def fail(sample_ids: list[str], err: Exception) -> None:
-        if not skip_failures:
-            writes.flush()  # keep what was saved up before raising
+    def _done(self, sample_id: str, vector: np.ndarray) -> None:
+        self.writes.done(sample_id, vector)
+        self.pb.update()
+        if len(self.writes) >= _WRITE_CHUNK:
+            self.writes.flush()
+
+    def _fail(self, sample_ids: list[str], err: Exception) -> None:
+        if not self.skip_failures:
+            self.writes.flush()  # keep what was saved up before raising
             raise err
         for sample_id in sample_ids:
-            writes.fail(sample_id, _describe(err, path_of[sample_id]))
-        pb.update(len(sample_ids))
+            self.writes.fail(sample_id, _describe(err, self.path_of[sample_id]))
+        self.pb.update(len(sample_ids))
 
-    def embed_batch() -> None:
-        nonlocal computed, cache
+    def _embed_batch(self) -> None:
+        ids = [sample_id for sample_id, _ in self.batch]
         try:
-            embeddings = model.embed_frames(np.stack(batch_frames))
+            embeddings = self.model.embed_frames(np.stack([frames for _, frames in self.batch]))
         except Exception as err:  # FiftyOne's convention: a failed batch fails its samples
-            fail(batch_ids, err)
+            self.batch.clear()
+            self._fail(ids, err)
         else:
-            computed += len(batch_ids)
-            for sample_id, vector in zip(batch_ids, embeddings, strict=True):
-                if cache is not None and sample_id in keys:
-                    try:
-                        cache.put(keys[sample_id], vector)
-                    except OSError as err:
-                        logger.warning("Embeddings cache disabled for this run: cannot write "
-                                       "to %s (%s)", cache.folder, err)
-                        cache = None
-                writes.done(sample_id, vector)
-            pb.update(len(batch_ids))
-        writes.flush()
-        batch_ids.clear()
-        batch_frames.clear()
+            self.computed += len(ids)
+            for sample_id, vector in zip(ids, embeddings, strict=True):
+                self._store(sample_id, vector)
+                self.writes.done(sample_id, vector)
+            self.pb.update(len(ids))
+        self.writes.flush()
+        self.batch.clear()
 
-    with contextlib.ExitStack() as stack:
-        pb = stack.enter_context(fou.ProgressBar(total=len(ids), progress=progress))
-        # Cache hits found by stat alone need no video read; the other files are hashed in the
-        # decode thread, where that full read overlaps the model's work.
-        misses: list[_Item] = []
-        for sample_id, path, support in zip(ids, paths, supports, strict=True):
-            digest = cache.known_digest(path) if cache is not None else None
-            vector = cache.get(cache.key(model_key, digest, support)) if digest else None
-            if vector is None:
-                misses.append((sample_id, path, support))
-                continue
-            writes.done(sample_id, vector)
-            pb.update()
-            if len(writes) >= _WRITE_CHUNK:
-                writes.flush()
-        writes.flush()
-
-        frames_iter = stack.enter_context(contextlib.closing(video.iter_frames(
-            hashed(misses), model.num_frames, model.image_size, resize=model.config.resize,
-            prefetch=batch_size)))
-        for sample_id, frames in frames_iter:
-            if isinstance(frames, Exception):
-                if not skip_failures and batch_ids:
-                    embed_batch()  # the videos decoded before this one are kept
-                fail([sample_id], frames)
-            else:
-                # A file met under another path (or a clip cached by another run) may hit now.
-                key = keys.get(sample_id)
-                vector = cache.get(key) if cache is not None and key else None
-                if vector is not None:
-                    writes.done(sample_id, vector)
-                    pb.update()
-                else:
-                    batch_ids.append(sample_id)
-                    batch_frames.append(frames)
-                    if len(batch_ids) == batch_size:
-                        embed_batch()
-            if len(writes) >= _WRITE_CHUNK:
-                writes.flush()
-        if batch_ids:
-            embed_batch()
-        writes.flush()
-    return RunStats(writes.written, list(writes.errors), computed=computed,
-                    errors=writes.errors)
+    def _store(self, sample_id: str, vector: np.ndarray) -> None:
+        if not self.store or sample_id not in self.keys:
+            return
+        try:
+            self.cache.put(self.keys[sample_id], vector)
+        except OSError as err:
+            logger.warning("Embeddings cache disabled for this run: cannot write to %s (%s)",
+                           self.cache.folder, err)
+            self.store = False
 
 
 # --------------------------------------------------------------------------------------------
