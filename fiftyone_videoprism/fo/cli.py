@@ -212,7 +212,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     # Everything that costs nothing is checked before weights load and videos decode.
     classes = _classes(args) if args.classes else None
-    model, model_kwargs = _load_model(args, text=bool(classes or args.query))
+    model, model_kwargs = _model_from_args(args, text=bool(classes or args.query))
     if model.can_embed_prompts:
         model.require_text()  # the index it builds is for text search
     dataset = _dataset_for(args.source, args.dataset)
@@ -256,7 +256,7 @@ def _tag(args: argparse.Namespace) -> int:
     classes = _classes(args)
     dataset = _existing_dataset(args.dataset)
     runs.check_label_field(dataset, args.label_field, _label_type(args))
-    model, _ = _load_model(args, text=True)
+    model, _ = _model_from_args(args, text=True)
     _zero_shot(dataset, model, classes, args)
     _maybe_launch(dataset.view(), args)
     return 0
@@ -316,7 +316,7 @@ def _label_type(args: argparse.Namespace) -> type:
     return fol.Classifications if args.top_k else fol.Classification
 
 
-def _load_model(args: argparse.Namespace, *, text: bool):
+def _model_from_args(args: argparse.Namespace, *, text: bool):
     """The zoo model and the load kwargs the similarity index stores for the App server."""
     from fiftyone_videoprism.fo import loading
 
