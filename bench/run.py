@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--no-peers", action="store_true",
                         help="skip the keras-hub (JAX) and transformers peers")
+    parser.add_argument("--peers", nargs="+", choices=sorted(PEERS), default=sorted(PEERS),
+                        help="which of those peers to run (default: both)")
     parser.add_argument("--no-dataset", action="store_true", help="skip the dataset runs")
     parser.add_argument("--peers-only", action="store_true",
                         help="only MLX and the peers per clip: no GEMM, profile, text, dataset")
@@ -304,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_torch and not torch_peer:
         print("torch is not installed (pip install 'fiftyone-videoprism[bench]'); "
               "skipping the PyTorch reference", file=sys.stderr)
-    peers = (["torch"] if torch_peer else []) + ([] if args.no_peers else list(PEERS))
+    peers = (["torch"] if torch_peer else []) + ([] if args.no_peers else args.peers)
 
     started = time.time()
     report = {
@@ -327,6 +329,9 @@ def main(argv: list[str] | None = None) -> None:
             for row in report["profile"]:
                 row["torch_ms"] = theirs.get(row["op"])
     _blas_threads(1)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / datetime.now().strftime("%Y%m%d-%H%M%S")
+    partial = stem.with_suffix(".partial.json")
     report["models"] = []
     report["datasets"] = {}
     with tempfile.TemporaryDirectory(prefix="videoprism-bench-") as tmp:
@@ -334,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"timing {name} ...", file=sys.stderr, flush=True)
             report["models"].append(bench_model(name, repeats, peers, Path(tmp),
                                                 one_setting=args.peers_only))
+            partial.write_text(json.dumps(report, indent=1))  # kept if a later model fails
         if not (args.no_dataset or args.peers_only):
             for name in args.models:
                 print(f"dataset run {name} ...", file=sys.stderr, flush=True)
@@ -343,9 +349,8 @@ def main(argv: list[str] | None = None) -> None:
                                                          DEFAULT_BATCH_SIZE, Path(tmp))
     report["machine"]["load_after"] = "%.1f %.1f %.1f" % os.getloadavg()
     report["wall_s"] = time.time() - started
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / datetime.now().strftime("%Y%m%d-%H%M%S")
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    partial.unlink(missing_ok=True)
     text = markdown(report)
     print(text)
     stem.with_suffix(".md").write_text(text + "\n")
