@@ -38,10 +38,13 @@ from av.video.reformatter import VideoReformatter
 
 __all__ = [
     "RESIZE_MODES",
+    "DecodeCounts",
     "VideoDecodeError",
     "frame_indices",
+    "frame_times",
     "iter_frames",
     "read_frames",
+    "stream_frames",
     "to_float",
 ]
 
@@ -168,6 +171,175 @@ def iter_frames(
     if prefetch == 0:
         return ((key, read(path, support)) for key, path, support in items)
     return _prefetched(iter(items), read, prefetch)
+
+
+# --------------------------------------------------------------------------------------------
+# Long videos: one pass over many frames
+
+
+@dataclass
+class DecodeCounts:
+    """What :func:`stream_frames` did: frames out of the decoder, and frames converted to RGB."""
+
+    decoded: int = 0
+    converted: int = 0
+
+
+def frame_times(path: str | os.PathLike) -> np.ndarray:
+    """Display time in seconds of every frame of a video, from a packet scan (no decoding);
+    float64 (count,), first frame at its own timestamp. Where the packets carry no usable
+    timestamps, frames are spaced by the stream's average rate.
+
+    Raises FileNotFoundError or VideoDecodeError as :func:`read_frames` does.
+    """
+    path = os.fspath(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        scan = _scan(container, stream, path, stop_after=None)
+        rate = stream.average_rate or stream.guessed_rate
+        time_base = stream.time_base
+    _check_range(path, None, 0, scan.count, scan.count)
+    if scan.frames is not None:
+        return np.array([float(pts * time_base) for pts, _, _ in scan.frames], np.float64)
+    if not rate:
+        raise VideoDecodeError(f"{path}: the video has neither frame timestamps nor a frame "
+                               "rate; give windows in frames instead of seconds")
+    return np.arange(scan.count, dtype=np.float64) / float(rate)
+
+
+def stream_frames(
+    path: str | os.PathLike,
+    indices: Iterable[int],
+    size: int = 288,
+    *,
+    resize: str = "squash",
+    counts: DecodeCounts | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the frames at non-decreasing 0-based ``indices`` as uint8 RGB (size, size, 3),
+    in one forward pass over the file: the decoder jumps ahead (to the keyframe before the
+    next wanted frame) only across gaps with a keyframe in them, and a repeated index repeats
+    the frame. Memory holds one frame, whatever the number of indices.
+
+    Frames are numbered and converted as :func:`read_frames` numbers and converts them.
+    Raises FileNotFoundError, or VideoDecodeError naming the file (a bad argument, an index
+    past the end, a decoder error, a file that ends early); frames yielded before the error
+    stay valid.
+    """
+    _check_args(1, size, resize)
+    path = os.fspath(path)
+    wanted = [int(i) for i in indices]
+    if not wanted:
+        return
+    if wanted[0] < 0 or any(a > b for a, b in zip(wanted, wanted[1:])):
+        raise VideoDecodeError(f"{path}: frame indices must be >= 0 and non-decreasing")
+    counts = counts if counts is not None else DecodeCounts()
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream_index = stream.index
+        sar = stream.sample_aspect_ratio
+        scan = _scan(container, stream, path, stop_after=wanted[-1])
+    if wanted[-1] >= scan.count:
+        raise VideoDecodeError(f"{path}: frame {wanted[-1] + 1} (1-based) is past the end "
+                               f"(the video has {scan.count} frames)")
+    reformatter = VideoReformatter()
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        counts.converted += 1
+        return _to_rgb(frame, reformatter, size, resize, float(sar) if sar else 1.0)
+
+    done = 0  # frames yielded so far
+    if scan.frames is not None:
+        try:
+            for image in _stream_planned(path, stream_index, scan.frames, wanted, convert,
+                                         counts):
+                done += 1
+                yield image
+            return
+        except _OffTable:
+            pass  # count decoded frames from the start instead, past the frames yielded
+    yield from _stream_counting(path, stream_index, wanted, done, convert, counts)
+
+
+def _stream_planned(
+    path: str,
+    stream_index: int,
+    table: list[tuple[int, int, bool]],
+    wanted: list[int],
+    convert: Callable[[av.VideoFrame], np.ndarray],
+    counts: DecodeCounts,
+) -> Iterator[np.ndarray]:
+    """stream_frames by the packet table: frames named by pts; raises _OffTable if off it."""
+    index_of = {pts: i for i, (pts, _, _) in enumerate(table)}
+    keyframes = [i for i, (_, _, key) in enumerate(table) if key]
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "AUTO"
+        frames = _decoded(container, stream)
+        position = -1  # index of the last frame out of the decoder
+        image = None
+        try:
+            for target in wanted:
+                if target != position or image is None:
+                    k = bisect.bisect_right(keyframes, target) - 1
+                    if k >= 0 and keyframes[k] > position + 1:
+                        frames.close()
+                        frames, position = _seek(
+                            container, stream, table, index_of, keyframes[: k + 1], target
+                        )
+                    for frame in frames:
+                        counts.decoded += 1
+                        index = index_of.get(frame.pts)
+                        if index != position + 1:
+                            raise _OffTable  # unknown pts, or a skipped or repeated frame
+                        position = index
+                        if index == target:
+                            image = convert(frame)
+                            break
+                    else:
+                        raise _OffTable  # the stream ended before the target
+                yield image
+        except av.FFmpegError as err:
+            raise _decode_failed(path, position, err) from err
+        finally:
+            frames.close()
+
+
+def _stream_counting(
+    path: str,
+    stream_index: int,
+    wanted: list[int],
+    done: int,
+    convert: Callable[[av.VideoFrame], np.ndarray],
+    counts: DecodeCounts,
+) -> Iterator[np.ndarray]:
+    """stream_frames numbering frames as the decoder outputs them from the first; the first
+    ``done`` wanted frames were already yielded."""
+    rest = wanted[done:]
+    if not rest:
+        return
+    index = -1
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "AUTO"
+        frames = _decoded(container, stream)
+        try:
+            position = 0
+            for index, frame in enumerate(frames):
+                counts.decoded += 1
+                if index < rest[position]:
+                    continue
+                image = convert(frame)
+                while position < len(rest) and rest[position] == index:
+                    yield image
+                    position += 1
+                if position == len(rest):
+                    return
+        except av.FFmpegError as err:
+            raise _decode_failed(path, index, err) from err
+        finally:
+            frames.close()
+    raise VideoDecodeError(f"{path}: the video ended after frame {index + 1} (1-based), before "
+                           f"frame {rest[position] + 1}; the file may be truncated")
 
 
 # --------------------------------------------------------------------------------------------
