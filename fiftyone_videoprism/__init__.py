@@ -23,6 +23,8 @@ _LAZY = {
     "tokenize": "fiftyone_videoprism.core.tokenizer",
     "embed_videos": "fiftyone_videoprism.core.embedding",
     "embed_texts": "fiftyone_videoprism.core.embedding",
+    "encode_windows": "fiftyone_videoprism.core.windows",
+    "plan_windows": "fiftyone_videoprism.core.windows",
     "register_zoo": "fiftyone_videoprism.fo.zoo",
     "install_plugin": "fiftyone_videoprism.fo.plugin",
     "uninstall_plugin": "fiftyone_videoprism.fo.plugin",
@@ -31,6 +33,9 @@ _LAZY = {
     "compute_embeddings": "fiftyone_videoprism.fo.runs",
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
+    "compute_moments": "fiftyone_videoprism.fo.moments",
+    "find_moments": "fiftyone_videoprism.fo.moments",
+    "tag_moments": "fiftyone_videoprism.fo.moments",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -262,6 +262,18 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
+    def zoo_kwargs(self) -> dict[str, Any]:
+        """The load kwargs that give this model again, as
+        ``foz.load_zoo_model(config.model_name, **kwargs)``: what a similarity index records so
+        that another process (the App server) can embed text queries with the same model."""
+        keys = ("checkpoint_path", "tokenizer_path", "model_config", "num_frames",
+                "image_size", "resize", "batch_size", "dtype")
+        kwargs = {key: getattr(self.config, key) for key in keys}
+        for key in ("checkpoint_path", "tokenizer_path", "model_config"):
+            if isinstance(kwargs[key], str):
+                kwargs[key] = os.path.abspath(os.path.expanduser(kwargs[key]))
+        return {key: value for key, value in kwargs.items() if value is not None}
+
     # -- frames ------------------------------------------------------------------------------
 
     def read_frames(self, arg: Any) -> np.ndarray:
