@@ -8,6 +8,7 @@ Test modules import the fixtures they use by name (``from fo_fixtures import tin
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import fiftyone.zoo as foz
 import numpy as np
 import pytest
 import requests
-from videogen import moving_shape_frames, write_video
+from videogen import moving_shape_frames, truncated_copy, write_video
 
 from fiftyone_videoprism.fo import plugin
 
@@ -127,6 +128,42 @@ def color_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         name: write_video(folder / f"{name}.mp4", moving_shape_frames(12, color, 64, 48))
         for name, color in COLORS.items()
     }
+
+
+# Long videos for moments: 10 fps, SEGMENT frames of each colour in turn (static frames), so
+# the content changes at frames 40 and 80 (0-based).
+LONG_FPS = 10
+SEGMENT = 40
+
+
+def _segments(order: list[str], side: int = 48):
+    for name in order:
+        frame = np.full((side, side, 3), 128, np.uint8)
+        frame[side // 4: 3 * side // 4, side // 4: 3 * side // 4] = COLORS[name]
+        for _ in range(SEGMENT):
+            yield frame
+
+
+@pytest.fixture(scope="session")
+def long_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """"rgb" and "bgr": 12 s each, red/green/blue squares in those orders; "moving_rgb" and
+    "moving_bgr": the same with the square crossing the frame in each segment, so that no two
+    windows see the same frames (no tied scores); "truncated": the first two thirds of
+    "rgb"'s bytes (its index claims every frame)."""
+    folder = tmp_path_factory.mktemp("long")
+    orders = {"rgb": ["red", "green", "blue"], "bgr": ["blue", "green", "red"]}
+    paths = {name: write_video(folder / f"{name}.mp4", _segments(order), fps=LONG_FPS,
+                               gop_size=20, faststart=True)
+             for name, order in orders.items()}
+    for name, order in orders.items():
+        frames = itertools.chain.from_iterable(
+            moving_shape_frames(SEGMENT, COLORS[c], 48, 48) for c in order)
+        paths[f"moving_{name}"] = write_video(folder / f"moving_{name}.mp4", frames,
+                                              fps=LONG_FPS, gop_size=20)
+    full = paths["rgb"]
+    paths["truncated"] = truncated_copy(full, folder / "truncated.mp4",
+                                        full.stat().st_size * 2 // 3)
+    return paths
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import sys
 import fiftyone as fo
 import numpy as np
 import pytest
-from fo_fixtures import COLORS, subprocess_env, unique_name
-from videogen import truncated_copy, write_video
+from fo_fixtures import subprocess_env, unique_name
 
 from fiftyone_videoprism.core import windows, zeroshot
 from fiftyone_videoprism.fo import moments, runs
@@ -20,33 +19,9 @@ from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
 
 pytest_plugins = ["fo_fixtures"]
 
-FPS = 10
-SEGMENT = 40  # frames of one colour; content changes at frames 40 and 80 (0-based)
 # 4 frames (the tiny model's trained count) per 2 s window: a grid point every 5 frames.
 NO_OVERLAP = {"window_seconds": 2.0, "stride_seconds": 2.0}
 HALF = {"window_seconds": 2.0, "stride_seconds": 1.0}
-
-
-def _segments(order: list[str], width: int = 48, height: int = 48):
-    """Static frames: a square of each colour in turn, SEGMENT frames each."""
-    for name in order:
-        frame = np.full((height, width, 3), 128, np.uint8)
-        frame[12:36, 12:36] = COLORS[name]
-        for _ in range(SEGMENT):
-            yield frame
-
-
-@pytest.fixture(scope="module")
-def long_videos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("long")
-    orders = {"rgb": ["red", "green", "blue"], "bgr": ["blue", "green", "red"]}
-    paths = {name: write_video(folder / f"{name}.mp4", _segments(order), fps=FPS, gop_size=20,
-                               faststart=True)
-             for name, order in orders.items()}
-    full = paths["rgb"]
-    paths["truncated"] = truncated_copy(full, folder / "truncated.mp4",
-                                        full.stat().st_size * 2 // 3)
-    return paths
 
 
 @pytest.fixture(scope="module")

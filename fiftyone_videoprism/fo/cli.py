@@ -7,9 +7,11 @@ by text, tag them zero-shot, from the shell.
     fiftyone-videoprism embed /path/to/videos --classes "cooking,swimming" --query "a dog" --app
     fiftyone-videoprism search videos "a person cooking" -k 5
     fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
+    fiftyone-videoprism moments /path/to/long/videos --query "a dog jumps" -k 5 --app
 
 Each command calls the same public functions as the Python API and the plugin operators
-(:mod:`fiftyone_videoprism.fo.runs`, ``fob.compute_similarity``, ``sort_by_similarity``).
+(:mod:`fiftyone_videoprism.fo.runs`, :mod:`fiftyone_videoprism.fo.moments`,
+``fob.compute_similarity``, ``sort_by_similarity``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
-                                             DEFAULT_MODEL, DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
+                                             DEFAULT_MODEL, DEFAULT_MOMENT_LABELS_FIELD,
+                                             DEFAULT_MOMENTS_FIELD, DEFAULT_WINDOWS_FIELD,
+                                             DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,6 +154,34 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--field", default=DEFAULT_FIELD,
                      help="embeddings field to reuse and fill (default: %(default)s)")
     tag.set_defaults(run=_tag)
+
+    moments = commands.add_parser(
+        "moments", parents=[model, app], help="find when something happens in long videos",
+        description="Embeds overlapping windows of every video (16 frames per 8 s, a window "
+                    "every 4 s by default), indexes them for text search on the clips view of "
+                    "the windows field (in Python and the App), and prints the best moments "
+                    "of a text query; optionally labels segments zero-shot.")
+    moments.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
+    moments.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
+    moments.add_argument("--field", default=DEFAULT_WINDOWS_FIELD,
+                         help="windows field (default: %(default)s)")
+    grid = moments.add_argument_group("windows")
+    grid.add_argument("--window-seconds", type=float, help="window span (default: 8)")
+    grid.add_argument("--stride-seconds", type=float,
+                      help="time between window starts (default: 4)")
+    grid.add_argument("--window-frames", type=int, help="window span in video frames instead")
+    grid.add_argument("--stride-frames", type=int, help="stride in video frames instead")
+    moments.add_argument("--recompute", action="store_true",
+                         help="recompute the windows of videos that have them")
+    moments.add_argument("--query", help="print the best moments for this text query")
+    moments.add_argument("-k", type=int, default=10, help="moments to print (default: 10)")
+    moments.add_argument("--threshold", type=float,
+                         help="adjacent windows scoring at least this merge into one moment")
+    moments.add_argument("--classes", help="also label segments zero-shot over these "
+                                           "comma-separated classes")
+    moments.add_argument("--label-field", default=DEFAULT_MOMENT_LABELS_FIELD,
+                         help="field for the segments (default: %(default)s)")
+    moments.set_defaults(run=_moments)
     return parser
 
 
@@ -239,6 +271,37 @@ def _tag(args: argparse.Namespace) -> int:
     model, _ = _load_model(args)
     _zero_shot(dataset, model, args)
     _maybe_launch(dataset.view(), args)
+    return 0
+
+
+def _moments(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.fo import moments
+
+    model, model_kwargs = _load_model(args)
+    dataset = _dataset_for(args.source, args.dataset)
+    print(f"Dataset '{dataset.name}': {len(dataset)} videos")
+    grid = {key: getattr(args, key) for key in ("window_seconds", "stride_seconds",
+                                                 "window_frames", "stride_frames")
+            if getattr(args, key) is not None}
+    stats = moments.compute_moments(dataset, model, args.field, model_kwargs=model_kwargs,
+                                    skip_existing=not args.recompute, cache=True, **grid)
+    _report("Windowed", stats)
+    view = dataset.to_clips(args.field) if dataset.has_field(args.field) else dataset.view()
+    print(f"{len(view)} windows; the App searches them on the clips view of '{args.field}'")
+    if args.classes:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        stats = moments.tag_moments(dataset, model, classes, args.label_field,
+                                    windows_field=args.field, cache=True, **grid)
+        print(f"Segments of {stats.written} videos in '{args.label_field}'")
+    if args.query:
+        view = moments.find_moments(dataset, args.query, k=args.k, threshold=args.threshold,
+                                    windows_field=args.field, model=model)
+        print(f"Top {len(view)} moments for {args.query!r}:")
+        rows = zip(*view.values(["filepath", "support",
+                                 f"{DEFAULT_MOMENTS_FIELD}.confidence"]), strict=True)
+        for rank, (path, support, score) in enumerate(rows, start=1):
+            print(f"{rank:3d}. {score:+.4f}  {path}  frames {support[0]}-{support[1]}")
+    _maybe_launch(view, args)
     return 0
 
 

@@ -31,12 +31,14 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 import fiftyone.zoo as foz
 
-from fiftyone_videoprism.core import zeroshot
-from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.core import windows, zeroshot
+from fiftyone_videoprism.fo import moments, runs
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
-                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL)
+                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL,
+                                             DEFAULT_MOMENT_LABELS_FIELD, DEFAULT_MOMENTS_FIELD,
+                                             DEFAULT_WINDOWS_FIELD)
 from fiftyone_videoprism.fo.zoo import register_zoo, zoo_model_names
 
 T = TypeVar("T")
@@ -277,6 +279,133 @@ class SearchByText(foo.Operator):
             yield ctx.ops.set_view(view)
 
 
+class ComputeMoments(foo.Operator):
+    """Embeds overlapping windows of every video and indexes them for text search."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("compute_moments", "Compute moments (VideoPrism)",
+                           "Embed overlapping windows of long videos and index them, so "
+                           "text search finds when something happens")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Window")
+        model_form(ctx, inputs, text=False)
+        inputs.str("windows_field", default=DEFAULT_WINDOWS_FIELD, label="Windows field",
+                   description="TemporalDetections field of the windows; the App searches "
+                               "its clips view")
+        grid_form(inputs)
+        inputs.bool("skip_existing", default=True, label="Skip videos that have windows",
+                    description="Resume: compute only videos without windows (or that failed)")
+        return types.Property(inputs, view=types.View(label="Compute VideoPrism moments"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, kwargs = load_model(ctx)
+        field = ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Embedding windows",
+            lambda progress: moments.compute_moments(
+                target, model, field, model_kwargs=kwargs, cache=True, progress=progress,
+                skip_existing=bool(ctx.params.get("skip_existing", True)),
+                **grid_params(ctx)),
+        )
+        yield from finish(ctx, f"Windows of {stats.written} videos in '{field}'; search them "
+                               f"on the clips view of '{field}'", stats)
+
+
+class FindMoments(foo.Operator):
+    """Opens the best moments for a text query as a clips view, best first."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name="find_moments",
+            label="Find moments (VideoPrism)",
+            description="Find when something happens: the best windows for a text query",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        fields = sorted(ctx.dataset.info.get(moments.INFO_KEY, {}))
+        if not fields:
+            message = ("This dataset has no moments yet; run 'Compute moments (VideoPrism)' "
+                       "first")
+            inputs.view("no_moments", types.Warning(label=message))
+            prop = inputs.str("windows_field", required=True, view=types.HiddenView())
+            prop.invalid = True
+            prop.error_message = message
+            return types.Property(inputs)
+        default = DEFAULT_WINDOWS_FIELD if DEFAULT_WINDOWS_FIELD in fields else fields[0]
+        inputs.enum("windows_field", fields, default=default, label="Windows",
+                    view=types.DropdownView())
+        query = inputs.str("query", required=True, label="Query",
+                           description="e.g. a person opens a door")
+        if ctx.params.get("query") is not None and not ctx.params["query"].strip():
+            query.invalid = True
+            query.error_message = "Enter a text query"
+        inputs.int("k", default=10, min=1, label="Number of moments")
+        inputs.float("threshold", label="Merge threshold",
+                     description="Optional: adjacent windows scoring at least this (cosine "
+                                 "similarity) merge into one moment, and lower ones are "
+                                 "dropped; empty: every window is a moment")
+        return types.Property(inputs, view=types.View(label="Find moments"))
+
+    def execute(self, ctx) -> dict[str, Any]:
+        # From a clips view (e.g. the last result), search the videos it came from.
+        samples = ctx.dataset if ctx.view._is_clips else ctx.view
+        view = moments.find_moments(
+            samples, ctx.params["query"], k=ctx.params.get("k") or 10,
+            threshold=ctx.params.get("threshold"),
+            windows_field=ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD)
+        ctx.ops.set_view(view)
+        return {"moments": len(view)}
+
+
+class TagMoments(foo.Operator):
+    """Zero-shot segments: consecutive windows with one top class become one label."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("tag_moments", "Tag moments (VideoPrism)",
+                           "Label segments of long videos zero-shot (temporal localisation)")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Tag")
+        model_form(ctx, inputs, text=True)
+        classes_form(ctx, inputs)
+        templates_form(ctx, inputs)
+        new_field_form(ctx, inputs, "label_field", DEFAULT_MOMENT_LABELS_FIELD, "Label field",
+                       "Field that receives the labelled segments of each video",
+                       allowed_types=(fol.TemporalDetections,))
+        inputs.float("threshold", default=0.0, min=0.0, max=1.0, label="Threshold",
+                     description="Probability a window needs to be part of a segment")
+        inputs.str("windows_field", default=DEFAULT_WINDOWS_FIELD, label="Windows field",
+                   description="Windows to classify; videos without them get them first")
+        grid_form(inputs)
+        return types.Property(inputs, view=types.View(label="Tag moments with VideoPrism"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        classes = resolve_classes(ctx)
+        model, kwargs = load_model(ctx)
+        field = ctx.params.get("label_field") or DEFAULT_MOMENT_LABELS_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Tagging moments",
+            lambda progress: moments.tag_moments(
+                target, model, classes, field,
+                threshold=ctx.params.get("threshold") or 0.0,
+                prompt_templates=ctx.params.get("prompt_templates") or None,
+                windows_field=ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD,
+                model_kwargs=kwargs, cache=True, progress=progress, **grid_params(ctx)),
+        )
+        yield from finish(ctx, f"Tagged segments of {stats.written} videos into '{field}'",
+                          stats)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared form pieces
 
@@ -321,6 +450,20 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
         elif key == "model_config" and value and not ctx.params.get("checkpoint_path"):
             prop.invalid = True
             prop.error_message = "An architecture override needs its checkpoint too"
+
+
+def grid_form(inputs: types.Object) -> None:
+    """Window span and stride in seconds (empty: the defaults)."""
+    inputs.float("window_seconds", min=0.0, label="Window (seconds)",
+                 description=f"Span of each window; empty: {windows.DEFAULT_WINDOW_SECONDS:g}")
+    inputs.float("stride_seconds", min=0.0, label="Stride (seconds)",
+                 description="Time between window starts, a multiple of window / frames; "
+                             f"empty: {windows.DEFAULT_STRIDE_SECONDS:g}")
+
+
+def grid_params(ctx) -> dict[str, float]:
+    return {key: ctx.params[key] for key in ("window_seconds", "stride_seconds")
+            if ctx.params.get(key)}
 
 
 def embeddings_field_form(ctx, inputs: types.Object, default: str | None,
@@ -584,3 +727,6 @@ def register(p) -> None:
     p.register(ZeroShotTag)
     p.register(BuildTextIndex)
     p.register(SearchByText)
+    p.register(ComputeMoments)
+    p.register(FindMoments)
+    p.register(TagMoments)
