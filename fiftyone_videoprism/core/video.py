@@ -483,43 +483,12 @@ def _decode_planned(
     convert: Callable[[av.VideoFrame], np.ndarray],
 ) -> dict[int, np.ndarray] | None:
     """Wanted frames by index, seeking to keyframes and naming frames by pts; None if off table."""
-    index_of = {pts: i for i, (pts, _, _) in enumerate(table)}
-    keyframes = [i for i, (_, _, key) in enumerate(table) if key]
-    wanted_set = {int(i) for i in wanted}
-    images: dict[int, np.ndarray] = {}
-    with _open(path) as container:
-        stream = container.streams[stream_index]
-        stream.thread_type = "AUTO"
-        frames = _decoded(container, stream)
-        position = -1  # index of the last frame out of the decoder
-        try:
-            for target in sorted(wanted_set):
-                if target in images:
-                    continue
-                k = bisect.bisect_right(keyframes, target) - 1
-                if k >= 0 and keyframes[k] > position + 1:
-                    frames.close()
-                    frames, position = _seek(
-                        container, stream, table, index_of, keyframes[: k + 1], target
-                    )
-                for frame in frames:
-                    index = index_of.get(frame.pts)
-                    if index != position + 1:
-                        raise _OffTable  # unknown pts, or the decoder skipped or repeated one
-                    position = index
-                    if index in wanted_set and index not in images:
-                        images[index] = convert(frame)
-                    if index == target:
-                        break
-                else:
-                    raise _OffTable  # the stream ended before the target
-        except _OffTable:
-            return None
-        except av.FFmpegError as err:
-            raise _decode_failed(path, position, err) from err
-        finally:
-            frames.close()
-    return images
+    order = sorted({int(i) for i in wanted})
+    try:
+        return dict(zip(order, _stream_planned(path, stream_index, table, order, convert,
+                                               DecodeCounts()), strict=True))
+    except _OffTable:
+        return None
 
 
 def _seek(

@@ -123,10 +123,7 @@ class ZeroShotTag(foo.Operator):
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Tag")
-        model_form(ctx, inputs, text=True)
-        classes_form(ctx, inputs)
-        templates_form(ctx, inputs)
+        zero_shot_form(ctx, inputs)
         new_field_form(ctx, inputs, "label_field", DEFAULT_LABEL_FIELD, "Label field",
                        "Field that receives one Classification per video",
                        allowed_types=_ZERO_SHOT_TYPES)
@@ -374,10 +371,7 @@ class TagMoments(foo.Operator):
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Tag")
-        model_form(ctx, inputs, text=True)
-        classes_form(ctx, inputs)
-        templates_form(ctx, inputs)
+        zero_shot_form(ctx, inputs)
         new_field_form(ctx, inputs, "label_field", DEFAULT_MOMENT_LABELS_FIELD, "Label field",
                        "Field that receives the labelled segments of each video",
                        allowed_types=(fol.TemporalDetections,))
@@ -408,6 +402,14 @@ class TagMoments(foo.Operator):
 
 # ---------------------------------------------------------------------------------------------
 # Shared form pieces
+
+
+def zero_shot_form(ctx, inputs: types.Object) -> None:
+    """What to tag, the LvT model, the classes and the prompt templates."""
+    inputs.view_target(ctx, action_description="Tag")
+    model_form(ctx, inputs, text=True)
+    classes_form(ctx, inputs)
+    templates_form(ctx, inputs)
 
 
 def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
