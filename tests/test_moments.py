@@ -203,3 +203,35 @@ def test_truncated_video_fails_alone_and_keeps_its_windows(dataset, lvt, long_vi
     # a different grid over part of the dataset would mix windows: refused
     with pytest.raises(ValueError, match="another model or grid"):
         moments.compute_moments(dataset.limit(1), lvt, **HALF)
+
+
+KILLED = r"""
+import json, os, signal, sys
+import fiftyone as fo
+from fiftyone_videoprism.fo import moments
+from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
+
+def die_after_first(pb):
+    if pb.progress > 0:  # called after the first video is stored
+        os.kill(os.getpid(), signal.SIGKILL)
+
+dataset = fo.load_dataset(sys.argv[1])
+model = VideoPrismModel(VideoPrismModelConfig(json.loads(sys.argv[2])))
+moments.compute_moments(dataset, model, window_seconds=2.0, stride_seconds=2.0,
+                        progress=die_after_first)
+"""
+
+
+def test_killed_run_resumes_without_recomputing(dataset, lvt, tiny_models):
+    out = subprocess.run([sys.executable, "-c", KILLED, dataset.name, json.dumps(tiny_models.lvt)],
+                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == -9, out.stderr[-2000:]
+    dataset.reload()
+    done = dataset.exists("videoprism_windows")
+    assert len(done) == 1  # the first video was stored before the kill
+    kept = [d.id for d in done.first()["videoprism_windows"].detections]
+    stats = moments.compute_moments(dataset, lvt, **NO_OVERLAP, skip_existing=True)
+    assert stats.skipped == 1 and stats.written == 1 and stats.computed == 1
+    assert [d.id for d in dataset[done.first().id]["videoprism_windows"].detections] == kept
+    ids, _ = _stored(dataset)
+    assert sorted(ids) == sorted(dataset.to_clips("videoprism_windows").values("id"))
