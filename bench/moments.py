@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,7 +109,9 @@ def decode_row(path: Path, fps: int) -> dict:
 
 def rss_child(path: str) -> None:
     """Runs every window of ``path`` through the tiny LvT model; prints windows and peak RSS."""
-    net = fvp.load_model(TINY / "config.json", checkpoint=TINY / "flax_tiny_lvt_repeated.npz")
+    with tempfile.TemporaryDirectory() as folder:  # loading converts beside the checkpoint
+        npz = shutil.copy(TINY / "flax_tiny_lvt_repeated.npz", folder)
+        net = fvp.load_model(TINY / "config.json", checkpoint=npz)
     plan = windows.read_plan(path, WINDOW)
     start = time.perf_counter()
     embeddings = [w.embedding for w in windows.iter_file_windows(net, path, plan, 32)]

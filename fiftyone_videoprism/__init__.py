@@ -36,6 +36,7 @@ _LAZY = {
     "compute_moments": "fiftyone_videoprism.fo.moments",
     "find_moments": "fiftyone_videoprism.fo.moments",
     "tag_moments": "fiftyone_videoprism.fo.moments",
+    "field_provenance": "fiftyone_videoprism.fo.runs",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -218,7 +218,7 @@ def die_after_first(pb):
 dataset = fo.load_dataset(sys.argv[1])
 model = VideoPrismModel(VideoPrismModelConfig(json.loads(sys.argv[2])))
 moments.compute_moments(dataset, model, window_seconds=2.0, stride_seconds=2.0,
-                        progress=die_after_first)
+                        progress=die_after_first, cache=False)
 """
 
 
@@ -230,7 +230,7 @@ def test_killed_run_resumes_without_recomputing(dataset, lvt, tiny_models):
     done = dataset.exists("videoprism_windows")
     assert len(done) == 1  # the first video was stored before the kill
     kept = [d.id for d in done.first()["videoprism_windows"].detections]
-    stats = moments.compute_moments(dataset, lvt, **NO_OVERLAP, skip_existing=True)
+    stats = moments.compute_moments(dataset, lvt, **NO_OVERLAP, skip_existing=True, cache=False)
     assert stats.skipped == 1 and stats.written == 1 and stats.computed == 1
     assert [d.id for d in dataset[done.first().id]["videoprism_windows"].detections] == kept
     ids, _ = _stored(dataset)

@@ -78,7 +78,7 @@ def compute_moments(
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
-    cache: runs.CacheArg = None,
+    cache: runs.CacheArg = True,
 ) -> runs.RunStats:
     """Embeds overlapping windows of every video and indexes them for text search.
 
@@ -102,7 +102,7 @@ def compute_moments(
         error_field (None): string field for a failed video's error; default
             ``<windows_field>_error``. A video that fails part way keeps the windows
             finished before the failure
-        cache (None): as in :func:`fiftyone_videoprism.fo.runs.compute_embeddings`, one entry
+        cache (True): as in :func:`fiftyone_videoprism.fo.runs.compute_embeddings`, one entry
             per window
 
     Returns:
@@ -276,12 +276,9 @@ def tag_moments(
         prompt_templates (None): templates (default ``model.config.prompt_templates``)
         windows_field ("videoprism_windows"): the windows to classify
     """
-    overrides = {"classes": classes} if classes is not None else {}
-    if prompt_templates is not None:
-        overrides["prompt_templates"] = prompt_templates
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
-    with fou.SetAttributes(model.config, **overrides):
+    with model.run_settings(classes=classes, prompt_templates=prompt_templates):
         model.classify(np.zeros((0, model.embedding_dim), np.float32))  # bad classes fail now
         dataset = samples._root_dataset
         record = _records(dataset).get(windows_field)
