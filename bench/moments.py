@@ -65,6 +65,9 @@ def speed_rows(name: str, count: int) -> list[dict]:
         shared = np.array(net.encode_windows(frames, WINDOW, stride))
         t_windows = time.perf_counter() - start
         start = time.perf_counter()
+        # Each window on its own: the spatial stack over its 16 frames, the temporal stack and
+        # the pooling, i.e. the ops of embed_videos(net, clip) (tests/test_windows.py checks
+        # that they give the same vector).
         alone = [np.array(windows.encode_windows(net, frames[s:s + WINDOW], WINDOW, WINDOW))
                  for s in windows.window_starts(len(frames), WINDOW, stride)]
         t_alone = time.perf_counter() - start
