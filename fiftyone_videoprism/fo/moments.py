@@ -6,7 +6,7 @@ each frame's spatial work is shared by the windows that contain it) and stores:
 
 - on each video sample, ``windows_field``: a ``TemporalDetections`` of its windows, label
   ``"window"``, ``support`` the window's [first, last] frames, ``index`` its position. Small:
-  about 100 bytes a window, so a 6-hour video (5,400 windows) stays far below MongoDB's 16 MB
+  about 120 bytes a window, so a 6-hour video (5,400 windows) stays far below MongoDB's 16 MB
   document cap;
 - each window's (D,) embedding, one small document per window, in a companion dataset
   (:func:`window_store`, named ``"<dataset>.<windows_field>"``, persistent when the dataset
