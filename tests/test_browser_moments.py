@@ -5,10 +5,8 @@ screenshot is kept in ``tests/artifacts/``."""
 
 from __future__ import annotations
 
-import fiftyone as fo
 import numpy as np
 import pytest
-from fo_fixtures import unique_name
 from test_browser import ARTIFACTS, _grid_ids, browser  # noqa: F401  (the browser fixture)
 
 from fiftyone_videoprism.fo import moments
@@ -21,17 +19,13 @@ QUERY = "a video of red."
 
 
 @pytest.fixture()
-def windows_dataset(installed_plugin, zoo_registered, tiny_models, long_videos):
-    dataset = fo.Dataset(unique_name("browser-moments"), persistent=True)
-    dataset.add_samples([fo.Sample(filepath=str(long_videos[n]))
-                         for n in ("moving_rgb", "moving_bgr")])
+def windows_dataset(installed_plugin, zoo_registered, tiny_models, long_videos,
+                    moments_dataset):
+    dataset = moments_dataset([long_videos["moving_rgb"], long_videos["moving_bgr"]])
     lvt = VideoPrismModel(VideoPrismModelConfig(tiny_models.lvt))
     moments.compute_moments(dataset, lvt, window_seconds=2.0, stride_seconds=1.0)
     dataset.save_view("windows", dataset.to_clips("videoprism_windows"))
-    yield dataset, lvt
-    store = moments.window_store(dataset)
-    dataset.delete()
-    store.delete()
+    return dataset, lvt
 
 
 def test_text_search_on_the_windows_clips_view(windows_dataset, app_url, browser):  # noqa: F811

@@ -11,7 +11,7 @@ import sys
 import fiftyone as fo
 import numpy as np
 import pytest
-from fo_fixtures import subprocess_env, unique_name
+from fo_fixtures import subprocess_env
 
 from fiftyone_videoprism.core import windows, zeroshot
 from fiftyone_videoprism.fo import moments, runs
@@ -30,14 +30,8 @@ def lvt(tiny_models):
 
 
 @pytest.fixture()
-def dataset(long_videos):
-    ds = fo.Dataset(unique_name("moments"), persistent=True)
-    ds.add_samples([fo.Sample(filepath=str(long_videos[n])) for n in ("rgb", "bgr")])
-    yield ds
-    name = f"{ds.name}.videoprism_windows"
-    ds.delete()
-    if fo.dataset_exists(name):
-        fo.load_dataset(name).delete()
+def dataset(moments_dataset, long_videos):
+    return moments_dataset([long_videos["rgb"], long_videos["bgr"]])
 
 
 def _stored(dataset) -> tuple[list[str], np.ndarray]:

@@ -24,14 +24,8 @@ QUERY = "a video of red."
 
 
 @pytest.fixture()
-def dataset(long_videos):
-    ds = fo.Dataset(unique_name("moments-app"), persistent=True)
-    ds.add_samples([fo.Sample(filepath=str(long_videos[n])) for n in ("moving_rgb", "moving_bgr")])
-    yield ds
-    store = f"{ds.name}.videoprism_windows"
-    ds.delete()
-    if fo.dataset_exists(store):
-        fo.load_dataset(store).delete()
+def dataset(moments_dataset, long_videos):
+    return moments_dataset([long_videos["moving_rgb"], long_videos["moving_bgr"]])
 
 
 def _ranking(dataset, tiny_models, query: str) -> list[str]:
