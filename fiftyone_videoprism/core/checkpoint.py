@@ -77,18 +77,11 @@ def flax_shapes(config: VideoPrismConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"{v}{ln}/bias"] = (d,)
     if not c.is_lvt:
         return shapes
-    h, dh = c.num_heads, 4 * d // c.num_heads
-    pool = "params/contrastive_vision_pooler/"
     text = "params/text_encoder/"
     shapes.update(_stack_shapes("params/auxiliary_encoder/transformers_stack",
                                 c.num_auxiliary_layers, d, c.mlp_dim, c.num_heads))
+    shapes.update(pooler_shapes("params/contrastive_vision_pooler", d, c.num_heads, 4 * d))
     shapes.update({
-        f"{pool}pooling_attention_query": (1, d),
-        f"{pool}pooling_attention/per_dim_scale/per_dim_scale": (dh,),
-        f"{pool}pooling_attention/post/w": (d, h, dh),
-        f"{pool}pooling_attention/post/b": (d,),
-        f"{pool}pooling_attention_layer_norm/scale": (d,),
-        f"{pool}pooling_attention_layer_norm/bias": (d,),
         f"{text}cls_emb": (1, 1, d),
         f"{text}token_emb/emb_var": (c.vocabulary_size, d),
         f"{text}unimodal_ln/scale": (d,),
@@ -96,9 +89,25 @@ def flax_shapes(config: VideoPrismConfig) -> dict[str, tuple[int, ...]]:
         **_stack_shapes(f"{text}unimodal_transformer", c.num_unimodal_layers, d, 4 * d,
                         c.num_heads),
     })
+    return shapes
+
+
+def pooler_shapes(prefix: str, d: int, heads: int, hidden: int) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of an AttenTokenPoolingLayer (one query) of width ``d`` and inner width
+    ``hidden`` under ``prefix``."""
+    dh = hidden // heads
+    att = f"{prefix}/pooling_attention/"
+    shapes = {
+        f"{prefix}/pooling_attention_query": (1, d),
+        f"{att}per_dim_scale/per_dim_scale": (dh,),
+        f"{att}post/w": (d, heads, dh),
+        f"{att}post/b": (d,),
+        f"{prefix}/pooling_attention_layer_norm/scale": (d,),
+        f"{prefix}/pooling_attention_layer_norm/bias": (d,),
+    }
     for proj in ("query", "key", "value"):
-        shapes[f"{pool}pooling_attention/{proj}/w"] = (d, h, dh)
-        shapes[f"{pool}pooling_attention/{proj}/b"] = (h, dh)
+        shapes[f"{att}{proj}/w"] = (d, heads, dh)
+        shapes[f"{att}{proj}/b"] = (heads, dh)
     return shapes
 
 
@@ -128,7 +137,14 @@ def read_flax_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: str) -> None:
     """Raises CheckpointError listing missing, unexpected and mis-shaped keys."""
-    expected = flax_shapes(config)
+    check_shapes(arrays, flax_shapes(config), source,
+                 f"a {config.original_class} with config {json.dumps(config.to_dict())}")
+
+
+def check_shapes(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]],
+                 source: str, what: str) -> None:
+    """Raises CheckpointError listing the keys of ``arrays`` that are missing, unexpected,
+    mis-shaped or not float against ``expected``; ``what`` names the model they should fit."""
     missing = sorted(set(expected) - set(arrays))
     unexpected = sorted(set(arrays) - set(expected))
     wrong = [f"{k} has shape {tuple(arrays[k].shape)}, expected {expected[k]}"
@@ -143,9 +159,7 @@ def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: st
         problems.append(f"unexpected {unexpected}")
     problems += wrong + bad_dtype
     if problems:
-        raise CheckpointError(
-            f"{source} does not fit a {config.original_class} with config "
-            f"{json.dumps(config.to_dict())}: " + "; ".join(problems))
+        raise CheckpointError(f"{source} does not fit {what}: " + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,17 +228,8 @@ def _lvt_extras(arrays: dict[str, np.ndarray],
                 c: VideoPrismConfig) -> Iterator[tuple[str, np.ndarray]]:
     yield from _stack(arrays, "params/auxiliary_encoder/transformers_stack",
                       "auxiliary_encoder", c.num_auxiliary_layers)
-    pool, att = "params/contrastive_vision_pooler/", "params/contrastive_vision_pooler/pooling_attention/"
-    dst = "contrastive_vision_pooler"
-    yield f"{dst}.pooling_attention_query", arrays[f"{pool}pooling_attention_query"]
-    for proj in ("query", "key", "value"):
-        yield f"{dst}.{proj}.weight", _heads_in(arrays[f"{att}{proj}/w"])
-        yield f"{dst}.{proj}.bias", arrays[f"{att}{proj}/b"].reshape(-1)
-    yield f"{dst}.per_dim_scale", arrays[f"{att}per_dim_scale/per_dim_scale"]
-    yield f"{dst}.post.weight", _heads_out(arrays[f"{att}post/w"])
-    yield f"{dst}.post.bias", arrays[f"{att}post/b"]
-    yield f"{dst}.layer_norm.weight", _ln(arrays[f"{pool}pooling_attention_layer_norm/scale"])
-    yield f"{dst}.layer_norm.bias", arrays[f"{pool}pooling_attention_layer_norm/bias"]
+    yield from convert_pooler(arrays, "params/contrastive_vision_pooler",
+                              "contrastive_vision_pooler")
     text = "params/text_encoder/"
     yield "text_encoder.token_emb.weight", arrays[f"{text}token_emb/emb_var"]
     yield "text_encoder.cls_emb", arrays[f"{text}cls_emb"]
@@ -232,6 +237,28 @@ def _lvt_extras(arrays: dict[str, np.ndarray],
                       c.num_unimodal_layers)
     yield "text_encoder.unimodal_ln.weight", _ln(arrays[f"{text}unimodal_ln/scale"])
     yield "text_encoder.unimodal_ln.bias", arrays[f"{text}unimodal_ln/bias"]
+
+
+def convert_pooler(arrays: dict[str, np.ndarray], flax: str,
+                   mlx: str) -> Iterator[tuple[str, np.ndarray]]:
+    """The AttenTokenPoolingLayer under ``flax`` as ``model.AttentionPooler`` parameters."""
+    att = f"{flax}/pooling_attention/"
+    yield f"{mlx}.pooling_attention_query", arrays[f"{flax}/pooling_attention_query"]
+    for proj in ("query", "key", "value"):
+        yield f"{mlx}.{proj}.weight", _heads_in(arrays[f"{att}{proj}/w"])
+        yield f"{mlx}.{proj}.bias", arrays[f"{att}{proj}/b"].reshape(-1)
+    yield f"{mlx}.per_dim_scale", arrays[f"{att}per_dim_scale/per_dim_scale"]
+    yield f"{mlx}.post.weight", _heads_out(arrays[f"{att}post/w"])
+    yield f"{mlx}.post.bias", arrays[f"{att}post/b"]
+    yield f"{mlx}.layer_norm.weight", _ln(arrays[f"{flax}/pooling_attention_layer_norm/scale"])
+    yield f"{mlx}.layer_norm.bias", arrays[f"{flax}/pooling_attention_layer_norm/bias"]
+
+
+def convert_dense(arrays: dict[str, np.ndarray], flax: str,
+                  mlx: str) -> Iterator[tuple[str, np.ndarray]]:
+    """The Flax Dense layer ``<flax>/{kernel,bias}`` as ``nn.Linear`` parameters."""
+    yield f"{mlx}.weight", _dense(arrays[f"{flax}/kernel"])
+    yield f"{mlx}.bias", arrays[f"{flax}/bias"]
 
 
 def convert(arrays: dict[str, np.ndarray], config: VideoPrismConfig,

@@ -250,10 +250,8 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         the pooling and the frame settings (``num_frames``, ``image_size``, ``resize``). Two
         models with equal keys give equal embeddings of the same video; the embeddings cache
         (:mod:`fiftyone_videoprism.core.cache`) keys entries by it."""
-        if self._weights_digest is None:
-            self._weights_digest = embedding.weights_digest(self._net)
         spec = {
-            "weights": self._weights_digest,
+            "weights": self.weights_digest,
             "architecture": self._net.config.to_dict(),
             "pooling": "attention" if self.is_lvt else "token_mean",
             "num_frames": self.num_frames,
@@ -300,6 +298,19 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         embeddings (:func:`fiftyone_videoprism.core.embedding.embed_videos`)."""
         with self._lock:
             return embedding.embed_videos(self._net, frames)
+
+    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(B, T, S, S, 3) frames -> (B, T*N, D) float32 space-time tokens of the video
+        encoder (:func:`fiftyone_videoprism.core.embedding.video_tokens`)."""
+        with self._lock:
+            return embedding.video_tokens(self._net, frames)
+
+    @property
+    def weights_digest(self) -> str:
+        """SHA-256 of the weights (:func:`fiftyone_videoprism.core.embedding.weights_digest`)."""
+        if self._weights_digest is None:
+            self._weights_digest = embedding.weights_digest(self._net)
+        return self._weights_digest
 
     def embed(self, arg: Any) -> np.ndarray:
         """(D,) float32 unit-norm embedding of one video or clip (see :meth:`read_frames`)."""
