@@ -19,6 +19,8 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from fiftyone_videoprism.core.heads import LinearHead
+
 Targets = np.ndarray  # (N,) int class indices, or (N, C) {0, 1} for multi-label
 
 
@@ -94,6 +96,8 @@ def train_head(head: nn.Module, train: tuple[np.ndarray, Targets],
     if len(features) != len(targets) or len(features) == 0:
         raise ValueError(f"need as many targets as features, and at least one; got "
                          f"{len(features)} features and {len(targets)} targets")
+    if isinstance(head, LinearHead):
+        head.fit_input(features)
     rng = np.random.default_rng(settings.seed)
     optimizer = optim.AdamW(learning_rate=settings.learning_rate,
                             weight_decay=settings.weight_decay)

@@ -333,9 +333,9 @@ def train_classifier(
         store (True): where features are kept across runs: True for the default folder, a
             folder, a ``FeatureStore`` / ``EmbeddingsCache``, or None to keep none
         eval_key (None): with a validation set and a single-label head, the held-out
-            predictions are written to ``<eval_key>`` on those samples and evaluated with
-            ``evaluate_classifications(eval_key=eval_key)``; default
-            ``"<label_field>_videoprism_eval"``
+            predictions are written to ``<eval_key>_predictions`` on those samples and
+            evaluated with ``evaluate_classifications(eval_key=eval_key)`` (which marks each
+            sample right or wrong in ``<eval_key>``); default ``"<label_field>_videoprism"``
         skip_failures (True): a video that cannot be read is left out instead of raising
         progress (None): FiftyOne's progress argument, for the feature run and the epochs
         on_epoch (None): called with each epoch's metrics dict
@@ -394,16 +394,18 @@ def train_classifier(
     if len(val_idx) and not labels.multi_label:
         classifier.evaluation = _evaluate(
             samples, classifier, labels, val_idx, classifier.logits(x[val_idx]), label_field,
-            eval_key or f"{label_field if label_field != TAGS else 'tags'}_videoprism_eval")
+            eval_key or f"{label_field}_videoprism")
     return classifier
 
 
 def _evaluate(samples, classifier: VideoPrismClassifier, labels: _Labels, val_idx: np.ndarray,
               logits: np.ndarray, label_field: str, eval_key: str):
-    """Writes the held-out predictions to ``eval_key`` and evaluates them with FiftyOne."""
+    """Writes the held-out predictions to ``<eval_key>_predictions`` and evaluates them with
+    FiftyOne."""
     ids = [labels.ids[i] for i in val_idx]
     held_out = samples.select(ids, ordered=True)
-    samples.set_values(eval_key, dict(zip(ids, classifier.labels(logits), strict=True)),
+    pred_field = f"{eval_key}_predictions"
+    samples.set_values(pred_field, dict(zip(ids, classifier.labels(logits), strict=True)),
                        key_field="id")
     gt_field = label_field
     if label_field == TAGS:
@@ -414,7 +416,7 @@ def _evaluate(samples, classifier: VideoPrismClassifier, labels: _Labels, val_id
         samples.set_values(gt_field, dict(zip(ids, truth, strict=True)), key_field="id")
     if samples._dataset.has_evaluation(eval_key):
         samples._dataset.delete_evaluation(eval_key)
-    return held_out.evaluate_classifications(eval_key, gt_field=gt_field, eval_key=eval_key,
+    return held_out.evaluate_classifications(pred_field, gt_field=gt_field, eval_key=eval_key,
                                              classes=labels.classes)
 
 
