@@ -203,3 +203,67 @@ def test_bad_label_fields_are_refused(dataset, video_model):
         fvp.train_classifier(dataset, video_model, "one")
     with pytest.raises(ValueError, match="Unsupported head"):
         fvp.train_classifier(dataset, video_model, "ground_truth", "mlp")
+
+
+def test_operators_train_and_apply(installed_plugin, class_videos, tiny_models, tmp_path):
+    import fiftyone.operators as foo
+    from fo_fixtures import PLUGIN_URI
+
+    # Persistent, as the App's datasets are (the operators load it by name).
+    ds = fo.Dataset(unique_name("fvp-clf-ops"), persistent=True)
+    try:
+        ds.add_samples([fo.Sample(filepath=str(p), ground_truth=fo.Classification(label=n))
+                        for p, n in class_videos])
+        params = {"model": "videoprism-base", "local_files": True, **tiny_models.video,
+                  "batch_size": 4}
+        head_path = tmp_path / "heads" / "colours"
+        result = foo.execute_operator(PLUGIN_URI.format("train_classifier"), dataset=ds, params={
+            **params, "label_field": "ground_truth", "head": "linear", "epochs": 150,
+            "learning_rate": 1e-2, "val_fraction": VAL_FRACTION, "head_path": str(head_path)})
+        assert result.error is None, result.error
+        assert (tmp_path / "heads" / "colours.safetensors").is_file()
+        assert (tmp_path / "heads" / "colours_confusion.png").read_bytes()[:4] == b"\x89PNG"
+        ds.reload()
+        assert "ground_truth_videoprism" in ds.list_evaluations()
+
+        result = foo.execute_operator(PLUGIN_URI.format("apply_classifier"), dataset=ds, params={
+            **params, "head_path": str(head_path) + ".json", "store_logits": True})
+        assert result.error is None, result.error
+        ds.reload()
+        predicted = ds.values("videoprism_classifier")
+        assert len(predicted) == 18 and all(len(p.logits) == 3 for p in predicted)
+        assert np.mean([p.label == g for p, g in zip(
+            predicted, ds.values("ground_truth.label"), strict=True)]) >= 16 / 18
+    finally:
+        ds.delete()
+
+
+def test_cli_train_then_classify(capsys, class_videos, tiny_models, tmp_path):
+    from fiftyone_videoprism.fo.cli import main
+
+    ds = fo.Dataset(unique_name("fvp-clf-cli"), persistent=True)
+    try:
+        ds.add_samples([fo.Sample(filepath=str(p), ground_truth=fo.Classification(label=n))
+                        for p, n in class_videos])
+        video = ["--model", "videoprism-base", "--model-config",
+                 tiny_models.video["model_config"], "--checkpoint",
+                 tiny_models.video["checkpoint_path"], "--batch-size", "4"]
+        out = tmp_path / "cli_head"
+        assert main(["train", ds.name, "--labels", "ground_truth", "--head", "linear",
+                     "--epochs", "150", "--lr", "0.01", "--val-fraction", str(VAL_FRACTION),
+                     "--out", str(out), *video]) == 0
+        printed = capsys.readouterr().out
+        assert "Features of 18 videos (18 computed" in printed
+        assert "Held-out accuracy" in printed and "precision" in printed  # FiftyOne's report
+        assert (tmp_path / "cli_head_confusion.png").is_file()
+        assert main(["classify", ds.name, "--head", f"{out}.safetensors", *video]) == 0
+        printed = capsys.readouterr().out
+        assert "Classified 18 videos" in printed
+        assert len(ds.exists("videoprism_classifier")) == 18
+        lvt = tiny_models.lvt
+        assert main(["classify", ds.name, "--head", f"{out}.json", "--model",
+                     "videoprism-lvt-base", "--model-config", lvt["model_config"],
+                     "--checkpoint", lvt["checkpoint_path"]]) == 1
+        assert "was trained on backbone" in capsys.readouterr().err
+    finally:
+        ds.delete()
