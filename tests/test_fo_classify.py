@@ -267,3 +267,27 @@ def test_cli_train_then_classify(capsys, class_videos, tiny_models, tmp_path):
         assert "was trained on backbone" in capsys.readouterr().err
     finally:
         ds.delete()
+
+
+def test_clip_labels_from_temporal_detections(tmp_path, video_model):
+    """Moments: train on dataset.to_clips(field), where each clip's label is its detection's."""
+    ds = fo.Dataset(unique_name("fvp-clf-clips"))
+    try:
+        for k in range(6):
+            grey = (80 + 20 * k,) * 3
+            frames = [*moving_shape_frames(8, COLORS["red"], 48, 40, background=grey),
+                      *moving_shape_frames(8, COLORS["blue"], 48, 40, background=grey)]
+            path = write_video(tmp_path / f"two_{k}.mp4", frames)
+            ds.add_sample(fo.Sample(filepath=str(path), events=fo.TemporalDetections(detections=[
+                fo.TemporalDetection(label="red", support=[1, 8]),
+                fo.TemporalDetection(label="blue", support=[9, 16])])))
+        ds.compute_metadata()
+        clips = ds.to_clips("events")
+        clf = fvp.train_classifier(clips, video_model, "events", "linear", val_fraction=1 / 3,
+                                   epochs=150, learning_rate=1e-2, store=None)
+        assert clf.classes == ["blue", "red"] and clf.feature_stats.computed == 12
+        assert clf.evaluation.metrics()["accuracy"] == 1.0
+        fvp.apply_classifier(clips, clf, "clip_pred")
+        assert clips.values("clip_pred.label") == clips.values("events.label")
+    finally:
+        ds.delete()
