@@ -32,7 +32,8 @@ from fiftyone_videoprism.core import features as feats
 from fiftyone_videoprism.core import heads, training
 from fiftyone_videoprism.core.cache import EmbeddingsCache
 from fiftyone_videoprism.fo import runs
-from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
+from fiftyone_videoprism.fo.model import (SelfDecodingVideoModel, VideoPrismModel,
+                                          VideoPrismModelConfig)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ TAGS = "tags"
 StoreArg = feats.FeatureStore | EmbeddingsCache | str | os.PathLike | bool | None
 
 
-class VideoPrismClassifier(fom.Model, fom.LogitsMixin):
+class VideoPrismClassifier(SelfDecodingVideoModel, fom.LogitsMixin):
     """A frozen :class:`~fiftyone_videoprism.fo.model.VideoPrismModel` and a trained head.
 
     Attributes:
@@ -67,30 +68,8 @@ class VideoPrismClassifier(fom.Model, fom.LogitsMixin):
         self.feature_stats: runs.RunStats | None = None
 
     @property
-    def media_type(self) -> str:
-        return "video"
-
-    @property
     def has_logits(self) -> bool:
         return True
-
-    @property
-    def ragged_batches(self) -> bool:
-        return False
-
-    @property
-    def transforms(self) -> None:
-        return None
-
-    @property
-    def preprocess(self) -> bool:
-        return False
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        if value:
-            raise ValueError("VideoPrismClassifier decodes its own frames; preprocess cannot "
-                             "be enabled")
 
     @property
     def classes(self) -> list[str]:

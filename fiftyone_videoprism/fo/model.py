@@ -118,7 +118,35 @@ class VideoPrismModelConfig(foc.Config):
                                                            default=factory.DEFAULT_DTYPE))
 
 
-class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.LogitsMixin):
+class SelfDecodingVideoModel(fom.Model):
+    """A FiftyOne video model that decodes its own frames from the reader FiftyOne passes, so
+    it takes no transforms or preprocessing, and whose batches are stacked frames."""
+
+    @property
+    def media_type(self) -> str:
+        return "video"
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False
+
+    @property
+    def transforms(self) -> None:
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        return False
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        if value:
+            raise ValueError(f"{type(self).__name__} decodes its own frames; preprocess cannot "
+                             f"be enabled")
+
+
+class VideoPrismModel(SelfDecodingVideoModel, fom.EmbeddingsMixin, fom.PromptMixin,
+                      fom.LogitsMixin):
     """VideoPrism video encoders on MLX as a FiftyOne model for video collections.
 
     Every model embeds videos (one unit-norm vector per video or clip). The video-text (LvT)
@@ -188,10 +216,6 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     # -- capabilities ------------------------------------------------------------------------
 
     @property
-    def media_type(self) -> str:
-        return "video"
-
-    @property
     def is_lvt(self) -> bool:
         """True for the video-text (LvT) models, which embed text and classify zero-shot."""
         return self._net.config.is_lvt
@@ -207,23 +231,6 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     @property
     def has_logits(self) -> bool:
         return self.is_lvt
-
-    @property
-    def ragged_batches(self) -> bool:
-        return False
-
-    @property
-    def transforms(self) -> None:
-        return None
-
-    @property
-    def preprocess(self) -> bool:
-        return False
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        if value:
-            raise ValueError("VideoPrismModel decodes its own frames; preprocess cannot be enabled")
 
     @property
     def mlx_model(self):
