@@ -138,9 +138,10 @@ class FactorizedVideoClassifier(nn.Module):
         return logits
 
 
-def _head_shapes(d: int, heads: int, num_classes: int) -> dict[str, tuple[int, ...]]:
-    return {**ckpt.pooler_shapes(_POOLER, d, heads, d),
-            f"{_PROJECTION}/kernel": (d, num_classes), f"{_PROJECTION}/bias": (num_classes,)}
+def _head_rules(d: int, heads: int, num_classes: int) -> list[ckpt.Rule]:
+    # The original classifier's pooler has inner width D (hidden_dim=model_dim).
+    return [*ckpt.pooler_rules(f"{_POOLER}/", "head.atten_pooler.", d, heads, d),
+            *ckpt.dense_rules(f"{_PROJECTION}/", "head.projection.", d, num_classes)]
 
 
 def load_classifier(encoder_config: str | VideoPrismConfig | Mapping[str, Any],
@@ -175,11 +176,14 @@ def load_classifier(encoder_config: str | VideoPrismConfig | Mapping[str, Any],
     encoder = {"params/" + k[len(_ENCODER):]: v for k, v in arrays.items()
                if k.startswith(_ENCODER)}
     head = {k: v for k, v in arrays.items() if not k.startswith(_ENCODER)}
-    ckpt.check_shapes(head, _head_shapes(config.model_dim, config.num_heads, num_classes),
-                      str(path), f"a FactorizedVideoClassifier head with {num_classes} classes")
+    rules = _head_rules(config.model_dim, config.num_heads, num_classes)
+    problems = ckpt.shape_problems(head, ckpt.rule_shapes(rules))
+    if problems:
+        raise ckpt.CheckpointError(f"{path}: the head does not fit a FactorizedVideoClassifier "
+                                   f"head with {num_classes} classes on {config.to_dict()}: "
+                                   + "; ".join(problems))
     weights = {f"encoder.{k}": v for k, v in ckpt.convert(encoder, config, str(path)).items()}
-    weights.update(ckpt.convert_pooler(head, _POOLER, "head.atten_pooler"))
-    weights.update(ckpt.convert_dense(head, _PROJECTION, "head.projection"))
+    weights.update(ckpt.convert_rules(head, rules))
     net = FactorizedVideoClassifier(config, num_classes)
     net.load_weights([(k, mx.array(np.asarray(v, np.float32))) for k, v in weights.items()],
                      strict=True)
