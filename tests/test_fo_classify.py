@@ -4,6 +4,7 @@ video files whose class (the colour of a moving square) is visible."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import fiftyone as fo
@@ -253,7 +254,8 @@ def test_cli_train_then_classify(capsys, class_videos, tiny_models, tmp_path):
                      "--epochs", "150", "--lr", "0.01", "--val-fraction", str(VAL_FRACTION),
                      "--out", str(out), *video]) == 0
         printed = capsys.readouterr().out
-        assert "Features of 18 videos (18 computed" in printed
+        # (Computed now or by an earlier test: the embeddings cache is shared.)
+        assert re.search(r"Features of 18 videos \(\d+ computed", printed)
         assert "Held-out accuracy" in printed and "precision" in printed  # FiftyOne's report
         assert (tmp_path / "cli_head_confusion.png").is_file()
         assert main(["classify", ds.name, "--head", f"{out}.safetensors", *video]) == 0

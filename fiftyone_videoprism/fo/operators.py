@@ -18,6 +18,7 @@ worker loads the same files.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
 from collections.abc import Callable, Generator
 from pathlib import Path
