@@ -446,6 +446,8 @@ def apply_classifier(
     """
     error_field = error_field or f"{label_field}_error"
     runs._check_fields(label_field, error_field)
+    runs.check_label_field(samples, label_field, fol.Classifications if classifier.multi_label
+                           else fol.Classification)
     classifier.store_logits = store_logits
 
     def write(ids: list[str], features: np.ndarray) -> None:
