@@ -204,6 +204,13 @@ def test_bad_label_fields_are_refused(dataset, video_model):
         fvp.train_classifier(dataset, video_model, "one")
     with pytest.raises(ValueError, match="Unsupported head"):
         fvp.train_classifier(dataset, video_model, "ground_truth", "mlp")
+    with pytest.raises(ValueError, match="val_fraction"):
+        fvp.train_classifier(dataset, video_model, "ground_truth", val_fraction=1.0)
+    with pytest.raises(ValueError, match="distinct"):
+        fvp.train_classifier(dataset, video_model, "ground_truth", classes=["red", "red"])
+    with pytest.raises(ValueError, match="precision='int8'"):
+        fvp.train_classifier(dataset, video_model, "ground_truth",
+                             store=feats.FeatureStore(precision="int8"))
 
 
 def test_operators_train_and_apply(installed_plugin, class_videos, tiny_models, tmp_path):

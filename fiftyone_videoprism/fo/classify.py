@@ -30,6 +30,7 @@ import numpy as np
 
 from fiftyone_videoprism.core import features as feats
 from fiftyone_videoprism.core import heads, training
+from fiftyone_videoprism.core.zeroshot import check_classes
 from fiftyone_videoprism.core.cache import EmbeddingsCache
 from fiftyone_videoprism.fo import runs
 from fiftyone_videoprism.fo.model import (SelfDecodingVideoModel, VideoPrismModel,
@@ -215,8 +216,6 @@ def _read_labels(samples, label_field: str, classes: Sequence[str] | None,
 def _split(labels: _Labels, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation indices, stratified by class for single-label data (each class
     keeps at least one training sample)."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
     n = len(labels.ids)
     groups = ([np.flatnonzero(labels.targets == c) for c in range(len(labels.classes))]
@@ -241,6 +240,10 @@ def _open_store(store: StoreArg, kind: str, precision: str) -> EmbeddingsCache |
         if kind == "attention" and not isinstance(store, feats.FeatureStore):
             raise TypeError("an attention head's tokens go to a FeatureStore, not an "
                             "EmbeddingsCache")
+        if kind == "attention" and store.precision != precision:
+            # A later run would read other values than this one trains on.
+            raise ValueError(f"the feature store keeps {store.precision} tokens and the head "
+                             f"reads {precision} ones; pass precision={store.precision!r}")
         return store
     folder = None if store is True else store
     if kind == "attention":
@@ -319,9 +322,16 @@ def train_classifier(
         progress (None): FiftyOne's progress argument, for the feature run and the epochs
         on_epoch (None): called with each epoch's metrics dict
     """
+    # Every setting is checked before any video is decoded.
     heads.check_kind(head)
     feats.check_precision(precision)
-    labels = _read_labels(samples, label_field, classes, multi_label)
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    settings = training.TrainSettings(epochs=epochs, learning_rate=learning_rate,
+                                      weight_decay=weight_decay, batch_size=batch_size,
+                                      patience=patience, seed=seed)
+    labels = _read_labels(samples, label_field,
+                          check_classes(classes) if classes is not None else None, multi_label)
     if not labels.ids:
         raise ValueError(f"no labelled samples in {label_field!r}")
     labelled = samples.select(labels.ids, ordered=True)
@@ -351,9 +361,6 @@ def train_classifier(
         raise ValueError("none of the labelled videos could be read")
     x = np.stack([found[sample_id] for sample_id in labels.ids])
     train_idx, val_idx = _split(labels, val_fraction, seed)
-    settings = training.TrainSettings(epochs=epochs, learning_rate=learning_rate,
-                                      weight_decay=weight_decay, batch_size=batch_size,
-                                      patience=patience, seed=seed)
     val = (x[val_idx], labels.targets[val_idx]) if len(val_idx) else None
     with fou.ProgressBar(total=epochs, progress=progress) as pb:
         def epoch_done(metrics: dict[str, Any]) -> None:

@@ -43,20 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fiftyone-videoprism",
-        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
-                    "FiftyOne datasets.",
-    )
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
+def _model_options(default: str | None) -> argparse.ArgumentParser:
+    """The model options shared by the commands; ``default`` is the ``--model`` default."""
     model = argparse.ArgumentParser(add_help=False)
     group = model.add_argument_group("model")
-    group.add_argument("--model", default=DEFAULT_MODEL,
-                       help="zoo model name (default: %(default)s)")
+    group.add_argument("--model", default=default,
+                       help=f"zoo model name (default: {default or 'the backbone of the head'})")
     group.add_argument("--checkpoint", help="local checkpoint file or folder (offline weights)")
     group.add_argument("--tokenizer", help="local c4_en SentencePiece .model file (LvT models)")
     group.add_argument("--model-config",
@@ -70,6 +62,20 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=DTYPES,
                        help="precision (default: float32, the fastest on a CPU)")
     group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 1, fastest on a CPU)")
+    return model
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiftyone-videoprism",
+        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
+                    "FiftyOne datasets.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    model = _model_options(DEFAULT_MODEL)
 
     zero_shot = argparse.ArgumentParser(add_help=False)
     group = zero_shot.add_argument_group("zero-shot tagging (LvT models)")
@@ -188,7 +194,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     classify = commands.add_parser(
-        "classify", parents=[model], help="label a dataset's videos with a saved head",
+        "classify", parents=[_model_options(None)],
+        help="label a dataset's videos with a saved head",
         description="Applies a head saved by 'train' to every video; the model defaults to "
                     "the one the head was trained on.")
     classify.add_argument("dataset", help="dataset name")
@@ -198,7 +205,7 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="field for the labels (default: %(default)s)")
     classify.add_argument("--store-logits", action="store_true",
                           help="store per-class logits on each label")
-    classify.set_defaults(run=_classify, model=None)
+    classify.set_defaults(run=_classify)
     return parser
 
 
