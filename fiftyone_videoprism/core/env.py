@@ -28,9 +28,8 @@ EMBEDDINGS_CACHE = "FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"
 FEATURES_MAX_GB = "FIFTYONE_VIDEOPRISM_FEATURES_MAX_GB"
 BLAS = "FIFTYONE_VIDEOPRISM_BLAS"
 BLAS_THREADS = "FIFTYONE_VIDEOPRISM_BLAS_THREADS"
-# The variables that choose where files come from and how much they may hold (the tests
-# clear these).
-FILE_VARS = (CHECKPOINT_DIR, TOKENIZER, TOKENIZER_HUB, EMBEDDINGS_CACHE, FEATURES_MAX_GB)
+# The variables that choose where files come from (the tests clear these).
+FILE_VARS = (CHECKPOINT_DIR, TOKENIZER, TOKENIZER_HUB, EMBEDDINGS_CACHE)
 # Default bound of the feature store: about 3,200 clips of videoprism-base tokens at float16.
 DEFAULT_FEATURES_MAX_GB = 20.0
 
