@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,7 +62,10 @@ def synthetic_task(per_class: int, frames: int, size: int, seed: int = 0):
 
 def precision_part(seeds: int) -> dict:
     config = json.loads((TINY / "config.json").read_text())["config"]
-    net = factory.load_model(config, checkpoint=TINY / "flax_tiny_video_repeated.npz")
+    # From a copy: loading writes the converted weights beside the file, not into tests/data.
+    with tempfile.TemporaryDirectory() as folder:
+        npz = shutil.copy(TINY / "flax_tiny_video_repeated.npz", folder)
+        net = factory.load_model(config, checkpoint=npz)
     c = net.config
     clips, y = synthetic_task(24, c.num_frames, c.image_size)
     tokens = np.concatenate([embedding.video_tokens(net, clips[i:i + 8])
