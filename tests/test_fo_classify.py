@@ -125,6 +125,8 @@ def test_same_seed_same_head_and_the_second_run_reuses_features(dataset, tiny_mo
     assert first.history == second.history
     other = _train(dataset, model, head, tmp_path, epochs=20, seed=1)
     assert any(not np.array_equal(v, _params(other)[k]) for k, v in a.items())
+    # Another seed holds out other videos; only this run's are marked.
+    assert len(dataset.exists("ground_truth_videoprism_predictions")) == 6
     if head == "attention":
         store = feats.FeatureStore(tmp_path / "store")
         assert store.size() > 0 and store.precision == feats.DEFAULT_PRECISION

@@ -391,6 +391,9 @@ def _evaluate(samples, classifier: VideoPrismClassifier, labels: _Labels, val_id
     ids = [labels.ids[i] for i in val_idx]
     held_out = samples.select(ids, ordered=True)
     pred_field = f"{eval_key}_predictions"
+    if samples.has_field(pred_field):
+        # An earlier run's held-out samples are not this run's.
+        samples.exists(pred_field).set_field(pred_field, None).save()
     samples.set_values(pred_field, dict(zip(ids, classifier.labels(logits), strict=True)),
                        key_field="id")
     gt_field = label_field
