@@ -202,6 +202,7 @@ def _build_parser() -> argparse.ArgumentParser:
     moments.add_argument("--label-field", default=DEFAULT_MOMENT_LABELS_FIELD,
                          help="field for the segments (default: %(default)s)")
     moments.set_defaults(run=_moments)
+
     train = commands.add_parser(
         "train", parents=[model], help="train a classifier head from a dataset's labels",
         description="Trains a few-shot head on the frozen encoder from a Classification or "
@@ -367,6 +368,9 @@ def _moments(args: argparse.Namespace) -> int:
         for rank, (path, support, score) in enumerate(rows, start=1):
             print(f"{rank:3d}. {score:+.4f}  {path}  frames {support[0]}-{support[1]}")
     _maybe_launch(view, args)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from fiftyone_videoprism.fo import classify
 

@@ -401,6 +401,8 @@ class TagMoments(foo.Operator):
         )
         yield from finish(ctx, f"Tagged segments of {stats.written} videos into '{field}'",
                           stats)
+
+
 class TrainClassifier(foo.Operator):
     """Trains a few-shot head on the frozen encoder from a label field or sample tags, saves
     it, and evaluates it on held-out samples with FiftyOne's evaluation."""
