@@ -126,7 +126,16 @@ def rss_child(path: str) -> None:
     start = time.perf_counter()
     embeddings = [w.embedding for w in windows.iter_file_windows(net, path, plan, 32)]
     print(json.dumps({"windows": len(embeddings), "seconds": time.perf_counter() - start,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS since exec (VmHWM): ru_maxrss would carry the parent's peak at
+    fork time over the exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_row(path: Path, seconds: int) -> dict:
