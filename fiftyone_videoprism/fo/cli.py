@@ -9,7 +9,7 @@ by text, tag them zero-shot, from the shell.
     fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
 
 Each command calls the same public functions as the Python API and the plugin operators
-(:mod:`fiftyone_videoprism.fo.runs`, ``fob.compute_similarity``, ``sort_by_similarity``).
+(:mod:`fiftyone_videoprism.fo.runs`, :mod:`fiftyone_videoprism.fo.index`, ``sort_by_similarity``).
 """
 
 from __future__ import annotations
@@ -124,7 +124,13 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="embeddings field (default: %(default)s)")
     embed.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
                        help="similarity index key (default: %(default)s)")
-    embed.add_argument("--backend", help="similarity backend (default: FiftyOne's, sklearn)")
+    embed.add_argument("--backend", help="similarity backend: any FiftyOne brain backend, e.g. "
+                                         "sklearn, lancedb, pgvector (default: the brain config's)")
+    embed.add_argument("--backend-param", action="append", dest="backend_params",
+                       metavar="NAME=VALUE",
+                       help="a backend parameter, e.g. uri=/data/lancedb (repeat for more); "
+                            "connection parameters are saved to the brain config for other "
+                            "processes")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
     embed.add_argument("--query", help="print the top matches of this text query")
@@ -164,7 +170,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{len(paths)} sample clips in {args.folder}")
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
-        backend=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
+        backend=None, backend_params=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
         templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False,
         top_k=None)
     return _embed(args)
@@ -196,9 +202,7 @@ def _uninstall_plugin(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import fiftyone.brain as fob
-
-    from fiftyone_videoprism.fo import runs
+    from fiftyone_videoprism.fo import index, runs
 
     model, model_kwargs = _load_model(args)
     dataset = _dataset_for(args.source, args.dataset)
@@ -207,11 +211,9 @@ def _embed(args: argparse.Namespace) -> int:
                                      skip_existing=not args.recompute, cache=True)
     _report("Embedded", stats)
 
-    if dataset.has_brain_run(args.brain_key):
-        dataset.delete_brain_run(args.brain_key)
-    similarity = {"backend": args.backend} if args.backend else {}
-    fob.compute_similarity(dataset, model=args.model, model_kwargs=model_kwargs,
-                           embeddings=args.field, brain_key=args.brain_key, **similarity)
+    index.build_index(dataset, args.model, model_kwargs, args.field, args.brain_key,
+                      backend=args.backend,
+                      backend_params=index.parse_backend_params(args.backend_params))
     print(f"Similarity index '{args.brain_key}' on field '{args.field}'"
           + (" (text search enabled)" if model.can_embed_prompts else ""))
 
@@ -333,9 +335,9 @@ def _print_matches(dataset, query: str, brain_key: str, k: int):
     """Prints the ``k`` best matches of ``query``; returns the sorted view."""
     import numpy as np
 
-    if not dataset.has_brain_run(brain_key):
-        raise ValueError(f"dataset {dataset.name!r} has no similarity index {brain_key!r}; "
-                         "build one with 'fiftyone-videoprism embed'")
+    from fiftyone_videoprism.fo.index import require_index
+
+    require_index(dataset, brain_key)
     view = dataset.sort_by_similarity(query, k=k, brain_key=brain_key)
     results = dataset.load_brain_results(brain_key)
     field = results.config.embeddings_field

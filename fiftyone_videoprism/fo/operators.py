@@ -6,7 +6,7 @@ FiftyOne runs this file from a path under a made-up module name (through the shi
 :func:`fiftyone_videoprism.fo.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
 so it imports the package absolutely. The operators only build forms and read parameters; the
 work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.fo.runs`,
-``fiftyone.brain.compute_similarity`` and ``sort_by_similarity``.
+:func:`fiftyone_videoprism.fo.index.build_index` and ``sort_by_similarity``.
 
 Weights come from the Hugging Face Hub or the ``FIFTYONE_VIDEOPRISM_*`` environment variables
 of the process that runs the operator; the "Local files" section of each form points to local
@@ -32,7 +32,7 @@ import fiftyone.operators.types as types
 import fiftyone.zoo as foz
 
 from fiftyone_videoprism.core import zeroshot
-from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo import index, runs
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
@@ -199,6 +199,14 @@ class BuildTextIndex(foo.Operator):
         inputs.enum("backend", backends, default=default if default in backends else backends[0],
                     label="Backend", view=types.DropdownView(),
                     description="Similarity backends whose client package is installed here")
+        params = inputs.list("backend_params", types.String(), label="Backend parameters",
+                             description="Optional NAME=VALUE items, e.g. uri=/data/lancedb; "
+                                         "connection parameters are saved to the brain config")
+        try:
+            index.parse_backend_params(ctx.params.get("backend_params"))
+        except ValueError as err:
+            params.invalid = True
+            params.error_message = str(err)
         return types.Property(inputs, view=types.View(label="Build a VideoPrism text index"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -213,14 +221,10 @@ class BuildTextIndex(foo.Operator):
         )
         # By zoo name and load kwargs, not the model object: the index records them, so the App
         # server (another process) can load the text encoder for every query.
-        fob.compute_similarity(
-            target,
-            model=ctx.params.get("model", DEFAULT_MODEL),
-            model_kwargs=model_kwargs,
-            embeddings=field,
-            brain_key=brain_key,
-            backend=ctx.params.get("backend"),
-        )
+        index.build_index(target, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field,
+                          brain_key, backend=ctx.params.get("backend"),
+                          backend_params=index.parse_backend_params(
+                              ctx.params.get("backend_params")))
         yield from finish(ctx, f"Built text index '{brain_key}' over {len(target)} videos",
                           stats)
 
@@ -414,13 +418,13 @@ def templates_form(ctx, inputs: types.Object) -> None:
 
 
 def new_brain_key_form(ctx, inputs: types.Object) -> None:
-    """A brain key that is free and a valid identifier."""
+    """A brain key that is a valid identifier; a taken one is replaced by the new index."""
     prop = inputs.str("brain_key", default=DEFAULT_BRAIN_KEY, label="Brain key",
                       description="Name of the index; the App's search box lists it")
     key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
     if key and key in ctx.dataset.list_brain_runs():
-        prop.invalid = True
-        prop.error_message = f"Brain key '{key}' already exists"
+        inputs.view("replaces", types.Notice(
+            label=f"Replaces the index '{key}' once the new one has been built and checked"))
     elif key and not key.isidentifier():
         prop.invalid = True
         prop.error_message = "Brain keys must be valid variable names, e.g. videoprism_text"
