@@ -222,6 +222,17 @@ def app_sort_ids(app_url: str, dataset, brain_key: str, query: str, k: int) -> l
     return [edge["node"]["id"] for edge in samples.json()["data"]["samples"]["edges"]]
 
 
+def ranking_in_new_process(dataset, query: str, brain_key: str, k: int) -> list[str]:
+    """Sample IDs of ``sort_by_similarity`` in a fresh Python, as a later session runs it."""
+    script = ("import json, sys, fiftyone as fo; d = fo.load_dataset(sys.argv[1]); "
+              "v = d.sort_by_similarity(sys.argv[2], k=int(sys.argv[4]), brain_key=sys.argv[3]); "
+              "print(json.dumps(v.values('id')))")
+    done = subprocess.run([sys.executable, "-c", script, dataset.name, query, brain_key, str(k)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,21 +4,17 @@ and through the App server."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import fiftyone as fo
 import fiftyone.brain as fob
-import fiftyone.brain.config as fbc
 import fiftyone.operators as foo
 import fiftyone.zoo as foz
 from fiftyone.operators.executor import ExecutionError
 import numpy as np
 import pytest
 from fo_fixtures import (PLUGIN_URI, app_sort_ids, build_text_index, expected_ranking,
-                         lvt_params, subprocess_env, unique_name)
+                         lvt_params, ranking_in_new_process, unique_name)
 
 from fiftyone_videoprism.fo import index
 from fiftyone_videoprism.fo.cli import main
@@ -33,17 +29,6 @@ def _model_args(tiny_models, tokenizer=None) -> list[str]:
     lvt = tiny_models.lvt
     return ["--model-config", lvt["model_config"], "--checkpoint", lvt["checkpoint_path"],
             "--tokenizer", str(tokenizer or lvt["tokenizer_path"])]
-
-
-def _ranking_in_new_process(dataset, query: str, brain_key: str, k: int) -> list[str]:
-    """Sample IDs of ``sort_by_similarity`` in a fresh Python, as a later session runs it."""
-    script = ("import json, sys, fiftyone as fo; d = fo.load_dataset(sys.argv[1]); "
-              "v = d.sort_by_similarity(sys.argv[2], k=int(sys.argv[4]), brain_key=sys.argv[3]); "
-              "print(json.dumps(v.values('id')))")
-    done = subprocess.run([sys.executable, "-c", script, dataset.name, query, brain_key, str(k)],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _telling_query(dataset, brain_key: str, tiny_models) -> str:
@@ -88,7 +73,7 @@ def test_failed_rebuild_keeps_the_working_index(cli_dataset, tiny_models, tmp_pa
     assert dataset.list_brain_runs() == ["videoprism"]
     assert dataset.get_brain_info("videoprism").config.model_kwargs == stored
     assert dataset.sort_by_similarity(query, brain_key="videoprism").values("id") == expected
-    assert _ranking_in_new_process(dataset, query, "videoprism", 3) == expected
+    assert ranking_in_new_process(dataset, query, "videoprism", 3) == expected
     assert app_sort_ids(app_url, dataset, "videoprism", query, 3) == expected
 
 

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # Load kwargs that name files: stored absolute, since the App server runs in another folder.
 _PATH_KWARGS = ("checkpoint_path", "tokenizer_path", "model_config")
@@ -92,7 +95,7 @@ def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
         _check(dataset, pending, samples.exists(embeddings_field).count())
     except Exception as err:
         if dataset.has_brain_run(pending):
-            dataset.delete_brain_run(pending)
+            _delete(dataset, pending)
         kept = (f"the previous index '{brain_key}' is unchanged" if dataset.has_brain_run(brain_key)
                 else "no index was stored")
         raise IndexBuildError(f"index '{brain_key}' was not replaced ({kept}): {err}") from err
@@ -140,7 +143,17 @@ def _swap(dataset, pending: str, brain_key: str) -> None:
     except Exception:
         dataset.rename_brain_run(old, brain_key)
         raise
-    dataset.delete_brain_run(old)
+    _delete(dataset, old)
+
+
+def _delete(dataset, key: str) -> None:
+    """Deletes the index ``key`` with its backend storage (a LanceDB table, a pgvector table),
+    which ``delete_brain_run`` alone leaves behind."""
+    try:
+        dataset.load_brain_results(key).cleanup()
+    except Exception as err:  # an index that cannot even load has no storage to reach
+        logger.warning("Could not remove the backend storage of index '%s': %s", key, err)
+    dataset.delete_brain_run(key)
 
 
 def _free_key(prefix: str) -> str:
