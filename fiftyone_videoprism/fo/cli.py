@@ -133,6 +133,13 @@ def _build_parser() -> argparse.ArgumentParser:
                             "processes")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
+    embed.add_argument("--workers", type=int, metavar="N",
+                       help="split the embedding into N shards, queued as delegated operations "
+                            "for `fiftyone delegated launch` workers sharing this database; "
+                            "waits for them, then builds the index")
+    embed.add_argument("--worker-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="a shard whose worker sends no heartbeat for this long is queued "
+                            "again (default: %(default)s)")
     embed.add_argument("--query", help="print the top matches of this text query")
     embed.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
     embed.set_defaults(run=_embed)
@@ -170,9 +177,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{len(paths)} sample clips in {args.folder}")
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
-        backend=None, backend_params=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
-        templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False,
-        top_k=None)
+        backend=None, backend_params=None, workers=None, worker_timeout=120.0,
+        recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES), templates=None,
+        label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False, top_k=None)
     return _embed(args)
 
 
@@ -207,9 +214,12 @@ def _embed(args: argparse.Namespace) -> int:
     model, model_kwargs = _load_model(args)
     dataset = _dataset_for(args.source, args.dataset)
     print(f"Dataset '{dataset.name}': {len(dataset)} videos")
-    stats = runs.compute_embeddings(dataset, model, args.field,
-                                     skip_existing=not args.recompute, cache=True)
-    _report("Embedded", stats)
+    if args.workers:
+        _embed_on_workers(dataset, model_kwargs, args)
+    else:
+        stats = runs.compute_embeddings(dataset, model, args.field,
+                                         skip_existing=not args.recompute, cache=True)
+        _report("Embedded", stats)
 
     index.build_index(dataset, args.model, model_kwargs, args.field, args.brain_key,
                       backend=args.backend,
@@ -225,6 +235,18 @@ def _embed(args: argparse.Namespace) -> int:
         view = _print_matches(dataset, args.query, args.brain_key, args.k)
     _maybe_launch(view, args)
     return 0
+
+
+def _embed_on_workers(dataset, model_kwargs: dict[str, Any], args: argparse.Namespace) -> None:
+    from fiftyone_videoprism.fo import shards
+
+    op_ids = shards.queue(dataset, args.field, args.workers, args.model, model_kwargs,
+                          recompute=args.recompute, timeout_s=args.worker_timeout)
+    print(f"Queued {len(op_ids)} shards for `fiftyone delegated launch` workers on this "
+          "database", flush=True)
+    status = shards.wait(dataset, args.field, op_ids, timeout_s=args.worker_timeout,
+                         report=lambda progress: print(progress, flush=True))
+    print(f"Embedded: {status.done} of {status.total} videos have an embedding")
 
 
 def _search(args: argparse.Namespace) -> int:

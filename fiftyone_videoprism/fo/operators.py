@@ -32,7 +32,7 @@ import fiftyone.operators.types as types
 import fiftyone.zoo as foz
 
 from fiftyone_videoprism.core import zeroshot
-from fiftyone_videoprism.fo import index, runs
+from fiftyone_videoprism.fo import index, runs, shards
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
@@ -227,6 +227,30 @@ class BuildTextIndex(foo.Operator):
                               ctx.params.get("backend_params")))
         yield from finish(ctx, f"Built text index '{brain_key}' over {len(target)} videos",
                           stats)
+
+
+class EmbedShard(foo.Operator):
+    """One shard of a sharded embedding run (:mod:`fiftyone_videoprism.fo.shards`): queued by
+    ``fiftyone-videoprism embed --workers N``, run by a ``fiftyone delegated launch`` worker."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="embed_shard", label="Embed a shard (VideoPrism)",
+                                  unlisted=True, allow_immediate_execution=False,
+                                  allow_delegated_execution=True)
+
+    def execute(self, ctx) -> dict[str, Any]:
+        register_zoo()
+        params = ctx.params
+        model = foz.load_zoo_model(params["model"], **params["model_kwargs"])
+        target = ctx.dataset.select(params["sample_ids"])
+        label = f"shard {params['shard'] + 1}/{params['num_shards']} of run {params['run']}"
+        stats = shards.run_shard(
+            ctx, lambda progress: runs.compute_embeddings(
+                target, model, params["embeddings_field"], skip_existing=True, cache=True,
+                progress=progress),
+            params["heartbeat_s"], label)
+        return {"written": stats.written, "computed": stats.computed, "failed": stats.failed}
 
 
 class SearchByText(foo.Operator):
@@ -588,3 +612,4 @@ def register(p) -> None:
     p.register(ZeroShotTag)
     p.register(BuildTextIndex)
     p.register(SearchByText)
+    p.register(EmbedShard)
