@@ -76,6 +76,11 @@ class RunStats:
     error_field: str | None = dataclasses.field(default=None, compare=False)
 
 
+def default_error_field(result_field: str) -> str:
+    """The string field that holds the errors of the samples that failed ``result_field``."""
+    return f"{result_field}_error"
+
+
 def compute_embeddings(
     samples,
     model: VideoPrismModel,
@@ -106,7 +111,7 @@ def compute_embeddings(
         cache (None): an :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, a folder for
             one, or True for the default folder; None uses no cache
     """
-    error_field = error_field or f"{embeddings_field}_error"
+    error_field = error_field or default_error_field(embeddings_field)
     _check_fields(embeddings_field, error_field)
     pending, skipped = samples, 0
     if skip_existing and samples.has_field(embeddings_field):
@@ -161,7 +166,7 @@ def apply_zero_shot(
     """
     # A video-only model, bad classes or a bad top_k fail here, before anything is decoded.
     model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
-    error_field = error_field or f"{label_field}_error"
+    error_field = error_field or default_error_field(label_field)
     _check_fields(label_field, error_field)
     if embeddings_field is not None:
         _check_fields(embeddings_field, error_field)

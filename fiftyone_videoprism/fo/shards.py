@@ -54,6 +54,22 @@ class ShardProgress:
         return f"shards: {states}{again}; {self.done}/{self.total} videos embedded"
 
 
+def prepare(dataset, embeddings_field: str, *, recompute: bool = False) -> list[str]:
+    """Declares the output fields (before any worker writes), clears them for a recompute;
+    returns the IDs of the samples still lacking an embedding."""
+    import fiftyone.core.fields as fof
+
+    from fiftyone_videoprism.fo.runs import default_error_field
+
+    for field, kind in ((embeddings_field, fof.VectorField),
+                        (default_error_field(embeddings_field), fof.StringField)):
+        if not dataset.has_field(field):
+            dataset.add_sample_field(field, kind)
+    if recompute:
+        dataset.clear_sample_field(embeddings_field)
+    return dataset.exists(embeddings_field, False).values("id")
+
+
 def queue(dataset, embeddings_field: str, num_shards: int, model: str,
           model_kwargs: Mapping[str, Any], *, recompute: bool = False,
           timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
@@ -63,7 +79,6 @@ def queue(dataset, embeddings_field: str, num_shards: int, model: str,
     Raises:
         ValueError: ``num_shards`` below 1
     """
-    import fiftyone.core.fields as fof
     import fiftyone.operators as foo
 
     from fiftyone_videoprism.fo.index import absolute_model_kwargs
@@ -72,13 +87,7 @@ def queue(dataset, embeddings_field: str, num_shards: int, model: str,
     if num_shards < 1:
         raise ValueError(f"the number of workers must be at least 1, got {num_shards}")
     install_plugin()  # this process queues by operator URI, so it must know the plugin
-    for field, kind in ((embeddings_field, fof.VectorField),
-                        (f"{embeddings_field}_error", fof.StringField)):
-        if not dataset.has_field(field):
-            dataset.add_sample_field(field, kind)
-    if recompute:
-        dataset.clear_sample_field(embeddings_field)
-    ids = dataset.exists(embeddings_field, False).values("id")
+    ids = prepare(dataset, embeddings_field, recompute=recompute)
     run = uuid.uuid4().hex[:8]
     chunks = [c.tolist() for c in np.array_split(np.array(ids, dtype=object), num_shards) if len(c)]
     op_ids = []
