@@ -34,15 +34,13 @@ class _Embedder:
     def __init__(self, dataset_name: str, model: str, model_kwargs: dict[str, Any],
                  embeddings_field: str, database_uri: str | None) -> None:
         import fiftyone as fo
-        import fiftyone.zoo as foz
 
-        from fiftyone_videoprism.fo.zoo import register_zoo
+        from fiftyone_videoprism.fo import loading
 
         if database_uri:
             fo.config.database_uri = database_uri  # before this process first connects
-        register_zoo()
         self._dataset = fo.load_dataset(dataset_name)
-        self._model = foz.load_zoo_model(model, **model_kwargs)
+        self._model = loading.zoo_model(model, model_kwargs)
         self._field = embeddings_field
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -78,17 +76,19 @@ def compute_embeddings(dataset_name: str, model: str, model_kwargs: Mapping[str,
     import fiftyone as fo
     import ray
 
-    from fiftyone_videoprism.fo import shards
-    from fiftyone_videoprism.fo.index import absolute_model_kwargs
+    from fiftyone_videoprism.fo import loading, shards
 
     dataset = fo.load_dataset(dataset_name)
-    ids = shards.prepare(dataset, embeddings_field, recompute=recompute)
+    kwargs = loading.model_kwargs(**(model_kwargs or {}))
+    # Loaded here too: the field is declared with this model's provenance before any actor.
+    ids = shards.prepare(dataset, embeddings_field, loading.zoo_model(model, kwargs),
+                         recompute=recompute)
     if not ids:
         return {"saved": 0, "failed": 0, "saved_twice": []}
     rows = ray.data.from_items([{"id": i} for i in ids]).map_batches(
         _Embedder, batch_size=batch_size, concurrency=num_actors, num_cpus=num_cpus_per_actor,
         fn_constructor_kwargs={"dataset_name": dataset_name, "model": model,
-                               "model_kwargs": absolute_model_kwargs(model_kwargs),
+                               "model_kwargs": kwargs,
                                "embeddings_field": embeddings_field,
                                "database_uri": fo.config.database_uri},
     ).take_all()

@@ -73,7 +73,23 @@ DEFAULT_TOKENIZER = Release("tom-moroney/videoprism-mlx", "c4_en.model")
 
 
 class WeightsUnavailableError(FileNotFoundError):
-    """A released file is neither available locally nor downloadable now (offline, or refused)."""
+    """A released file is neither available locally nor downloadable now (offline, or refused).
+
+    ``local_options`` lists the ways to point at a local copy; a caller with its own way of
+    passing files (the FiftyOne zoo's ``checkpoint_path=``, the CLI's ``--checkpoint``) puts
+    its own first with :meth:`pointing_to`, so the message names the fix where the user is.
+    """
+
+    def __init__(self, release: Release, what: str, reason: str, local_options: list[str]):
+        self.release, self.what, self.reason = release, what, reason
+        self.local_options = list(local_options)
+        super().__init__(_unavailable_message(release, what, reason, self.local_options))
+
+    def pointing_to(self, ways: list[str]) -> WeightsUnavailableError:
+        """The same error with ``ways`` instead of this module's first option (the argument
+        of the Python function that raised it)."""
+        return WeightsUnavailableError(self.release, self.what, self.reason,
+                                       [*ways, *self.local_options[1:]])
 
 
 def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None,
@@ -231,21 +247,16 @@ def _download(release: Release, what: str, local_options: list[str],
     if isinstance(cached, str):
         return Path(cached)
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise WeightsUnavailableError(_unavailable_message(release, what, "HF_HUB_OFFLINE is set",
-                                                           local_options))
+        raise WeightsUnavailableError(release, what, "HF_HUB_OFFLINE is set", local_options)
     timeout = _probe_timeout()
     failure = _probe(release, timeout)
     if failure is not None:
-        raise WeightsUnavailableError(
-            _unavailable_message(release, what, _reason(failure), local_options)
-        ) from failure
+        raise WeightsUnavailableError(release, what, _reason(failure), local_options) from failure
     try:
         return Path(hf_hub_download(release.repo_id, release.filename, force_download=force))
     # A download cut off midway (or refused after the probe) is reported the same way, chained.
     except Exception as err:
-        raise WeightsUnavailableError(
-            _unavailable_message(release, what, _reason(err), local_options)
-        ) from err
+        raise WeightsUnavailableError(release, what, _reason(err), local_options) from err
 
 
 def _reason(err: BaseException) -> str:

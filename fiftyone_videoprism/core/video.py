@@ -36,6 +36,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from fiftyone_videoprism.core.settings import RESIZE_MODES
+
 __all__ = [
     "RESIZE_MODES",
     "VideoDecodeError",
@@ -45,7 +47,6 @@ __all__ = [
     "to_float",
 ]
 
-RESIZE_MODES = ("squash", "center_crop")
 # Lanczos like the demo's PIL resize; swscale widens the kernel when shrinking, so it antialiases.
 _INTERPOLATION = "LANCZOS"
 

@@ -25,23 +25,12 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# Load kwargs that name files: stored absolute, since the App server runs in another folder.
-_PATH_KWARGS = ("checkpoint_path", "tokenizer_path", "model_config")
 # The text query that checks a new prompt-capable index end to end.
 _CHECK_QUERY = "a video."
 
 
 class IndexBuildError(ValueError):
     """The new index failed to build or failed its check; the previous index is unchanged."""
-
-
-def absolute_model_kwargs(model_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``model_kwargs`` with its file paths made absolute (``~`` expanded)."""
-    kwargs = dict(model_kwargs or {})
-    for key in _PATH_KWARGS:
-        if isinstance(kwargs.get(key), str):
-            kwargs[key] = os.path.abspath(os.path.expanduser(kwargs[key]))
-    return kwargs
 
 
 def parse_backend_params(items: Iterable[str] | None) -> dict[str, Any]:
@@ -82,11 +71,13 @@ def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
     """
     import fiftyone.brain as fob
 
+    from fiftyone_videoprism.fo import loading
+
     dataset = samples._root_dataset
     backend = backend or fob.brain_config.default_similarity_backend
     params = dict(backend_params or {})
     _configure_connection(backend, params)
-    kwargs = absolute_model_kwargs(model_kwargs)
+    kwargs = loading.model_kwargs(**(model_kwargs or {}))
     pending = _free_key(f"{brain_key}_pending")
     try:
         fob.compute_similarity(samples, model=model, model_kwargs=kwargs,

@@ -54,47 +54,54 @@ class ShardProgress:
         return f"shards: {states}{again}; {self.done}/{self.total} videos embedded"
 
 
-def prepare(dataset, embeddings_field: str, *, recompute: bool = False) -> list[str]:
-    """Declares the output fields (before any worker writes), clears them for a recompute;
-    returns the IDs of the samples still lacking an embedding."""
+def prepare(dataset, embeddings_field: str, model, *, recompute: bool = False) -> list[str]:
+    """Declares the output fields before any worker writes (the embeddings field with
+    ``model``'s provenance, so that workers find it theirs and leave the schema alone), clears
+    it for a recompute; returns the IDs of the samples still lacking an embedding.
+
+    Raises:
+        ProvenanceError: the field holds another model's embeddings (and no ``recompute``)
+    """
     import fiftyone.core.fields as fof
 
-    from fiftyone_videoprism.fo.runs import default_error_field
+    from fiftyone_videoprism.fo import runs
 
-    for field, kind in ((embeddings_field, fof.VectorField),
-                        (default_error_field(embeddings_field), fof.StringField)):
-        if not dataset.has_field(field):
-            dataset.add_sample_field(field, kind)
+    runs.prepare_embeddings_field(dataset, embeddings_field, model, replace=recompute)
+    error_field = runs.default_error_field(embeddings_field)
+    if not dataset.has_field(error_field):
+        dataset.add_sample_field(error_field, fof.StringField)
     if recompute:
         dataset.clear_sample_field(embeddings_field)
     return dataset.exists(embeddings_field, False).values("id")
 
 
-def queue(dataset, embeddings_field: str, num_shards: int, model: str,
+def queue(dataset, embeddings_field: str, num_shards: int, model, model_name: str,
           model_kwargs: Mapping[str, Any], *, recompute: bool = False,
           timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
-    """Declares the output fields, splits the samples still lacking an embedding into at most
-    ``num_shards`` shards, and queues one delegated operation per shard; returns their IDs.
+    """Declares the output fields (:func:`prepare`), splits the samples still lacking an
+    embedding into at most ``num_shards`` shards, and queues one delegated operation per shard;
+    returns their IDs. ``model`` is the loaded zoo model ``model_name`` with ``model_kwargs``,
+    which every worker loads again.
 
     Raises:
         ValueError: ``num_shards`` below 1
     """
     import fiftyone.operators as foo
 
-    from fiftyone_videoprism.fo.index import absolute_model_kwargs
+    from fiftyone_videoprism.fo import loading
     from fiftyone_videoprism.fo.plugin import install_plugin
 
     if num_shards < 1:
         raise ValueError(f"the number of workers must be at least 1, got {num_shards}")
     install_plugin()  # this process queues by operator URI, so it must know the plugin
-    ids = prepare(dataset, embeddings_field, recompute=recompute)
+    ids = prepare(dataset, embeddings_field, model, recompute=recompute)
     run = uuid.uuid4().hex[:8]
     chunks = [c.tolist() for c in np.array_split(np.array(ids, dtype=object), num_shards) if len(c)]
     op_ids = []
     for i, chunk in enumerate(chunks):
         queued = foo.execute_operator(SHARD_OPERATOR, dataset=dataset, request_delegation=True,
-                                      params={"model": model,
-                                              "model_kwargs": absolute_model_kwargs(model_kwargs),
+                                      params={"model": model_name,
+                                              "model_kwargs": loading.model_kwargs(**model_kwargs),
                                               "embeddings_field": embeddings_field,
                                               "sample_ids": chunk, "run": run, "shard": i,
                                               "num_shards": len(chunks),

@@ -29,9 +29,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fiftyone_videoprism.core import hub, video
+from fiftyone_videoprism.core import hub, zeroshot
 from fiftyone_videoprism.version import __version__
 from fiftyone_videoprism.core.configs import canonical_name, get_config
+from fiftyone_videoprism.core.settings import RESIZE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +86,9 @@ def download_model(model_name: str, model_path: str) -> None:
         checkpoint = hub.checkpoint_file(name)
         tokenizer = hub.tokenizer_file() if get_config(name).is_lvt else None
     except hub.WeightsUnavailableError as err:
-        logger.warning(
-            "%s was not downloaded: %s\nIt still loads from local files: "
-            "load_zoo_model(%r, checkpoint_path=..., tokenizer_path=...)", name, err, model_name
-        )
+        # Not a warning: local files given to load_zoo_model still load, and when none are,
+        # loading the model reports this once, with the fix, where the user looks.
+        logger.debug("%s was not downloaded: %s", name, err)
         return
     record = {
         "model": name,
@@ -109,9 +109,7 @@ def load_model(model_name: str, model_path: str, **kwargs: Any):
     """Zoo hook: a :class:`~fiftyone_videoprism.fo.model.VideoPrismModel`.
 
     ``kwargs`` are :class:`~fiftyone_videoprism.fo.model.VideoPrismModelConfig` keys
-    (``checkpoint_path``, ``tokenizer_path``, ``model_config``, ``num_frames``, ``image_size``,
-    ``resize``, ``batch_size``, ``classes``, ``prompt_templates``, ``temperature``,
-    ``store_logits``). ``model_path`` is the download record; the weights are located again
+    (:data:`~fiftyone_videoprism.fo.model.CONFIG_KEYS`). ``model_path`` is the download record; the weights are located again
     through hub.py, so explicit paths and environment variables always win over it.
     """
     from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
@@ -149,7 +147,7 @@ def resolve_input(model_name: str, ctx: Any):
     )
     inputs.enum(
         "resize",
-        list(video.RESIZE_MODES),
+        list(RESIZE_MODES),
         default="squash",
         label="Resize",
         description="squash: whole frame to a square (the original demo); "
@@ -163,7 +161,7 @@ def parse_parameters(model_name: str, ctx: Any, params: dict[str, Any]) -> None:
     """Zoo hook: turns the form's values into load kwargs, in place (comma-separated classes
     become a list; empty values are dropped so that defaults apply)."""
     classes = params.get("classes")
-    if isinstance(classes, str):
-        params["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+    if isinstance(classes, str) and classes.strip():
+        params["classes"] = zeroshot.parse_classes(classes)
     for key in [k for k, v in params.items() if v in (None, "", [])]:
         del params[key]
