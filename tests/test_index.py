@@ -54,7 +54,8 @@ def cli_dataset(zoo_registered, tiny_models, color_videos, capsys):
 
 def test_failed_rebuild_keeps_the_working_index(cli_dataset, tiny_models, tmp_path, capsys,
                                                 app_url) -> None:
-    """Issue #16 (1): a run with a tokenizer that does not exist used to replace the index."""
+    """Issue #16 (1): a run with a tokenizer that does not exist used to replace the index;
+    neither it nor a run whose new index fails its check touches the working one."""
     dataset = cli_dataset
     query = _telling_query(dataset, "videoprism", tiny_models)
     expected = expected_ranking(dataset, query, "videoprism", tiny_models)
@@ -67,6 +68,15 @@ def test_failed_rebuild_keeps_the_working_index(cli_dataset, tiny_models, tmp_pa
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("error:") == 1 and str(missing) in err
+
+    # A run that gets as far as the new index, which then fails its check (sklearn takes any
+    # metric name until its first query): the index is not replaced.
+    code = main(["embed", dataset.name, *_model_args(tiny_models),
+                 "--backend-param", "metric=nonsense"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("error:") == 1
+    assert err.startswith("error: index 'videoprism' was not replaced (the previous index "
+                          "'videoprism' is unchanged): ")
 
     # Nothing of the failed run is left: no pending index, the old kwargs, the old ranking.
     dataset.reload()
@@ -134,12 +144,11 @@ def test_operator_replaces_an_index_as_the_cli_does(video_dataset, tiny_models, 
     assert info.supports_prompts and info.model == "videoprism-lvt-base"
     assert info.embeddings_field == "videoprism"
 
-    # A tokenizer file that exists (the form accepts it) but is no SentencePiece model.
+    # A tokenizer file that exists (the form accepts it) but is no SentencePiece model: the
+    # run fails (before any video, since it loads the tokenizer first) and the index stays.
     broken = tmp_path / "broken.model"
     broken.write_text("not a tokenizer")
-    with pytest.raises(ExecutionError, match=r"index 'vp' was not replaced \(the previous "
-                                             r"index 'vp' is unchanged\): .*broken.model: not a "
-                                             "SentencePiece model"):
+    with pytest.raises(ExecutionError, match=r"broken.model: not a SentencePiece model"):
         foo.execute_operator(PLUGIN_URI.format("build_text_index"), dataset=dataset,
                              params=lvt_params(tiny_models, brain_key="vp",
                                                tokenizer_path=str(broken)))
