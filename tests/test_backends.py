@@ -130,12 +130,11 @@ def pgvector_uri(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def pgvector_index(random_vectors_dataset, tiny_models, pgvector_uri):
-    """The dataset indexed on pgvector with an HNSW search list (hnsw_ef_search) longer than
-    the dataset, so the search visits every vector: exact at this size. Built before the App
-    server starts (listed first)."""
+    """The dataset indexed on pgvector with build_index's HNSW search list (hnsw_ef_search
+    400), longer than the dataset, so the search visits every vector: exact at this size.
+    Built before the App server starts (listed first)."""
     index.build_index(random_vectors_dataset, "videoprism-lvt-base", tiny_models.lvt, "emb", "vp",
-                      backend="pgvector", backend_params={"connection_string": pgvector_uri,
-                                                          "hnsw_ef_search": 1000})
+                      backend="pgvector", backend_params={"connection_string": pgvector_uri})
     return random_vectors_dataset
 
 
@@ -145,7 +144,7 @@ def test_pgvector_index_answers_everywhere_like_exact_search(pgvector_index, app
     stored = json.loads(open(fbc.locate_brain_config(), encoding="utf-8").read())
     assert stored["similarity_backends"]["pgvector"]["connection_string"] == pgvector_uri
     config = dataset.get_brain_info("vp").config
-    assert config.hnsw_ef_search == 1000 and "connection_string" not in config.serialize()
+    assert config.hnsw_ef_search == 400 and "connection_string" not in config.serialize()
 
     expected = _exact_top_k(dataset, tiny_models)
     assert dataset.sort_by_similarity(QUERY, k=K, brain_key="vp").values("id") == expected
