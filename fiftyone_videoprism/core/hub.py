@@ -29,14 +29,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import NamedTuple
 
 import huggingface_hub
 from huggingface_hub import (get_hf_file_metadata, hf_hub_download, hf_hub_url,
                              try_to_load_from_cache)
 
 from fiftyone_videoprism.core import env
-from fiftyone_videoprism.core.configs import canonical_name
+from fiftyone_videoprism.core.configs import RELEASES, Release, canonical_name
 
 
 # Longer than a healthy HEAD request to the Hub takes, short enough that an offline user is not
@@ -46,24 +45,6 @@ DEFAULT_PROBE_TIMEOUT_S = 5.0
 # own, and huggingface_hub 2.x may first fetch a registry for its user agent (3 s timeout).
 _PROBE_GRACE_S = 1.0
 
-
-class Release(NamedTuple):
-    """A file on the Hugging Face Hub."""
-
-    repo_id: str
-    filename: str
-
-
-RELEASES: dict[str, Release] = {
-    "videoprism-base": Release("google/videoprism-base-f16r288", "flax_base_f16r288_repeated.npz"),
-    "videoprism-large": Release("google/videoprism-large-f8r288", "flax_large_f8r288_repeated.npz"),
-    "videoprism-lvt-base": Release(
-        "google/videoprism-lvt-base-f16r288", "flax_lvt_base_f16r288_repeated.npz"
-    ),
-    "videoprism-lvt-large": Release(
-        "google/videoprism-lvt-large-f8r288", "flax_lvt_large_f8r288_repeated.npz"
-    ),
-}
 
 # The Google repos hold only the Flax weights. The seed MLX port's Hub repo hosts the c4_en
 # SentencePiece model (T5's cc_en.32000) as a plain .model file, the format Tokenizer reads

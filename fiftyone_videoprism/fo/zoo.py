@@ -31,34 +31,43 @@ from typing import Any
 
 from fiftyone_videoprism.core import hub, zeroshot
 from fiftyone_videoprism.version import __version__
-from fiftyone_videoprism.core.configs import canonical_name, get_config
+from fiftyone_videoprism.core.configs import RELEASES, canonical_name, get_config
 from fiftyone_videoprism.core.settings import RESIZE_MODES
 
 logger = logging.getLogger(__name__)
 
 SOURCE_NAME = "fiftyone-videoprism"
 _SOURCE_DIR = Path(__file__).parent / "zoo_source"
-_SOURCE_FILES = ("manifest.json", "__init__.py")
+
+
+def _manifest() -> dict[str, Any]:
+    """The shipped manifest, with each model's Hub page filled in from its release."""
+    manifest = json.loads((_SOURCE_DIR / "manifest.json").read_text(encoding="utf-8"))
+    for entry in manifest["models"]:
+        entry["source"] = f"https://huggingface.co/{RELEASES[entry['base_name']].repo_id}"
+    return manifest
 
 
 def zoo_model_names() -> list[str]:
     """The zoo names this source provides."""
-    manifest = json.loads((_SOURCE_DIR / "manifest.json").read_text(encoding="utf-8"))
-    return [entry["base_name"] for entry in manifest["models"]]
+    return [entry["base_name"] for entry in _manifest()["models"]]
 
 
 def register_zoo() -> Path:
     """Installs the VideoPrism zoo source into ``fo.config.model_zoo_dir``; returns its folder.
 
-    Idempotent and offline: it copies two small files, rewriting them only when this package
+    Idempotent and offline: it writes two small files, rewriting them only when this package
     ships different ones (an upgrade). Download records of earlier loads are kept.
     """
     import fiftyone as fo
 
     target = Path(fo.config.model_zoo_dir) / SOURCE_NAME
     target.mkdir(parents=True, exist_ok=True)
-    for name in _SOURCE_FILES:
-        data = (_SOURCE_DIR / name).read_bytes()
+    contents = {
+        "manifest.json": (json.dumps(_manifest(), indent=2) + "\n").encode(),
+        "__init__.py": (_SOURCE_DIR / "__init__.py").read_bytes(),
+    }
+    for name, data in contents.items():
         dest = target / name
         if dest.is_file() and dest.read_bytes() == data:
             continue
