@@ -31,6 +31,7 @@ _LAZY = {
     "compute_embeddings": "fiftyone_videoprism.fo.runs",
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
+    "build_index": "fiftyone_videoprism.fo.index",
     "field_provenance": "fiftyone_videoprism.fo.runs",
     "load_classifier": "fiftyone_videoprism.core.heads",
     "FeatureStore": "fiftyone_videoprism.core.features",
