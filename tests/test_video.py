@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import videogen as vg
 
+from bench.frames import original_frames
 from fiftyone_videoprism.core import video
 from fiftyone_videoprism.core.video import (
     VideoDecodeError,
@@ -260,20 +261,23 @@ def test_squash_keeps_everything_and_center_crop_keeps_the_middle(tmp_path):
     assert cropped[..., 1].min() > 200 and cropped[..., 0].max() < 60 and cropped[..., 2].max() < 60
 
 
-def test_center_crop_uses_the_displayed_aspect_ratio(tmp_path):
-    # 96 x 48 pixels twice as wide as tall: shown as 192 x 48, so the crop keeps the middle 24
-    # stored columns (36..60), which are green; ignoring the aspect ratio would keep 48.
+def test_center_crop_uses_the_stored_pixels_as_the_original_does(tmp_path):
+    # 96 x 48 stored pixels, each twice as wide as tall (shown as 192 x 48). The original reads
+    # frames through ffmpeg, which keeps the stored pixels: the crop keeps the middle 48 stored
+    # columns (24..72): blue, then green (36..60) in its middle half, then blue.
     frame = np.zeros((48, 96, 3), np.uint8)
     frame[:] = (0, 0, 255)
     frame[:, 36:60] = (0, 255, 0)
-    path = vg.write_video(
-        tmp_path / "anamorphic.mp4",
-        [frame] * 2,
-        pix_fmt="yuv444p",
-        sample_aspect_ratio=Fraction(2, 1),
-    )
-    cropped = read_frames(path, 1, SIZE, resize="center_crop")[0].astype(int)
-    assert cropped[:, 4:-4, 1].mean() > 200 and cropped[:, 4:-4, 2].mean() < 40
+    paths = [
+        vg.write_video(tmp_path / f"{name}.mp4", [frame] * 2, pix_fmt="yuv444p", **kwargs)
+        for name, kwargs in [("square", {}), ("anamorphic", dict(sample_aspect_ratio=Fraction(2)))]
+    ]
+    for resize in video.RESIZE_MODES:
+        square, anamorphic = (read_frames(path, 1, SIZE, resize=resize)[0] for path in paths)
+        np.testing.assert_array_equal(anamorphic, square, err_msg=resize)
+    cropped = read_frames(paths[1], 1, SIZE, resize="center_crop")[0].astype(int)
+    assert cropped[:, 10:22, 1].mean() > 200 and cropped[:, 10:22, 2].mean() < 40
+    assert cropped[:, :6, 2].mean() > 200 and cropped[:, -6:, 2].mean() > 200
 
 
 # A counter-clockwise display rotation moves the stored top-left corner to:
@@ -299,6 +303,10 @@ def test_rotation_matches_ffmpeg_autorotate(clips, degrees):
     raw = subprocess.run(command, check=True, capture_output=True).stdout
     upright = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
     assert red_quadrant(upright) == red_quadrant(read_frames(path, 1, SIZE)[0])
+    # The original resizes ffmpeg's upright frame: the very same pixels.
+    for resize in ("squash", "center_crop"):
+        np.testing.assert_array_equal(read_frames(path, 1, SIZE, resize=resize),
+                                      original_frames([upright], 1, SIZE, resize), err_msg=resize)
 
 
 def test_to_float():
@@ -484,9 +492,8 @@ def real_clip() -> tuple[Path, dict[int, np.ndarray]]:
     with av.open(str(path)) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index in needed:
-                reference[index] = frame.to_ndarray(
-                    format="rgb24", width=SIZE, height=SIZE, interpolation="LANCZOS"
-                )
+                reference[index] = original_frames([frame.to_ndarray(format="rgb24")], 1, SIZE,
+                                                   "squash")[0]
     assert index + 1 == REAL_CLIP_FRAMES
     return path, reference
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fiftyone_videoprism.core.video import RESIZE_MODES
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
                                              DEFAULT_MODEL, DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 
@@ -57,7 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--num-frames", type=int,
                        help="frames per video (default: the model's trained count)")
     group.add_argument("--image-size", type=int, help="frame side (default: 288)")
-    group.add_argument("--resize", choices=("squash", "center_crop"),
+    group.add_argument("--resize", choices=RESIZE_MODES,
                        help="frame resize policy (default: squash, as the original demo)")
     group.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "q8", "q4"),
                        help="precision (default: float32, the fastest on a CPU)")
