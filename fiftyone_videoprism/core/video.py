@@ -59,6 +59,9 @@ RESIZE_MODES = ("squash", "center_crop", "squash_swscale", "center_crop_swscale"
 _SWSCALE = "_swscale"
 # Lanczos like the demo's PIL resize; swscale widens the kernel when shrinking, so it antialiases.
 _SWSCALE_INTERPOLATION = "LANCZOS"
+# Counter-clockwise quarter turns, as np.rot90 counts them.
+_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180,
+                  3: Image.Transpose.ROTATE_270}
 
 Key = TypeVar("Key")
 Support = tuple[int, int]
@@ -494,12 +497,12 @@ def _to_rgb(
         image = _center(image, size)
         return np.rot90(image, quarter_turns) if quarter_turns else image
     # The original's order: full-size RGB, upright as ffmpeg gives it, then PIL's resize.
-    image = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    image = reformatter.reformat(frame, format="rgb24").to_image()  # shares the RGB buffer
     if quarter_turns:
-        image = np.ascontiguousarray(np.rot90(image, quarter_turns))
-    height, width = _cover(*image.shape[:2], size) if crop else (size, size)
-    image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
-    return _center(image, size)
+        image = image.transpose(_QUARTER_TURNS[quarter_turns])
+    height, width = _cover(image.height, image.width, size) if crop else (size, size)
+    image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return _center(np.asarray(image), size)
 
 
 def _cover(height: int, width: int, size: int) -> tuple[int, int]:
