@@ -31,6 +31,7 @@ _LAZY = {
     "compute_embeddings": "fiftyone_videoprism.fo.runs",
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
+    "field_provenance": "fiftyone_videoprism.fo.runs",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -58,20 +58,52 @@ def test_validation_names_missing_unexpected_and_misshaped_keys(tiny_video_array
     with pytest.raises(C.CheckpointError) as info:
         C.convert(arrays, config, source="x.npz")
     msg = str(info.value)
-    assert "missing ['params/temporal_ln/bias']" in msg
-    assert "unexpected ['params/extra/thing']" in msg
+    assert "1 missing keys (params/temporal_ln/bias)" in msg
+    assert "1 unexpected keys (params/extra/thing)" in msg
     assert "params/spatial_pos_emb/emb_var has shape (9, 64), expected (16, 64)" in msg
+    # no released model has this layout: the hint is the architecture override
+    assert "model_config= / --model-config" in msg
 
 
 def test_wrong_model_is_refused_with_the_differing_key(tmp_path):
     npz = shutil.copy(DATA / "tiny_video" / "flax_tiny_video_repeated.npz", tmp_path)
-    with pytest.raises(C.CheckpointError, match=r"params/patch_projection/linear/kernel has shape "
-                                                r"\(192, 64\), expected \(972, 768\)"):
+    with pytest.raises(C.CheckpointError) as info:
         fvp.load_model("videoprism-base", checkpoint=npz)
-    # an LvT checkpoint for a video-only config: every LvT key is reported unexpected
+    msg = str(info.value)
+    assert "pass its architecture too (model_config= / --model-config" in msg
+    assert "params/patch_projection/linear/kernel has shape (192, 64), expected (972, 768)" in msg
+    assert len(msg) < 1500  # a summary, not every key
+    # an LvT checkpoint for a video-only config: named as such
     lvt = shutil.copy(DATA / "tiny_lvt" / "flax_tiny_lvt_repeated.npz", tmp_path)
-    with pytest.raises(C.CheckpointError, match="unexpected .*params/text_encoder/cls_emb"):
+    with pytest.raises(C.CheckpointError, match="this is a video-text \\(LvT\\) checkpoint and the "
+                                                "model is video-only"):
         fvp.load_model(DATA / "tiny_video" / "config.json", checkpoint=lvt)
+
+
+def test_a_released_checkpoint_is_recognised_by_its_keys(tmp_path):
+    # Random full-size-layout arrays (zeros: only keys and shapes matter) of videoprism-base,
+    # given to videoprism-lvt-base: the message names the model the file is for.
+    shapes = C.flax_shapes(fvp.get_config("videoprism-base"))
+    arrays = {key: np.zeros(shape, np.float32) for key, shape in shapes.items()}
+    assert C.identify(arrays) == "videoprism-base"
+    with pytest.raises(C.CheckpointError, match="this looks like a videoprism-base checkpoint: "
+                                                "load it as videoprism-base"):
+        C.validate(arrays, fvp.get_config("videoprism-lvt-base"), "base.npz")
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"hello, this is not a checkpoint\n", "a text file"),
+    (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00", "an MP4/MOV video"),
+    (b"\x80\x04\x95\x10\x00\x00", "a Python pickle"),
+    (b"", "an empty file"),
+], ids=["text", "mp4", "pickle", "empty"])
+def test_files_that_are_not_checkpoints_are_named(tmp_path, content, kind):
+    path = tmp_path / "weights.npz"
+    path.write_bytes(content)
+    with pytest.raises(C.CheckpointError) as info:
+        fvp.load_model("videoprism-base", checkpoint=path)
+    assert f"this is {kind}" in str(info.value) and "pickled objects" not in str(info.value)
+    assert "flax_*_repeated.npz" in str(info.value)
 
 
 def test_pickles_are_refused(tmp_path):

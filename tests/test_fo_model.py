@@ -109,7 +109,7 @@ def test_batched_run_calls_mlx_with_batch_size_videos(tiny_models, video_dataset
         return embed_frames(frames)
 
     monkeypatch.setattr(model, "embed_frames", record)
-    runs.compute_embeddings(video_dataset, model, "emb")
+    runs.compute_embeddings(video_dataset, model, "emb", cache=False)
     assert sizes == [2, 1]
 
 

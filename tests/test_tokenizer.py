@@ -238,15 +238,21 @@ def test_check_vocabulary_explains_c4_en(tiny):
         assert part in message
 
 
-def test_check_vocabulary_warns_for_a_32k_vocabulary_that_is_not_c4_en(oracle_tokenizers):
+def test_check_vocabulary_warns_for_a_32k_vocabulary_that_is_not_c4_en(oracle_tokenizers,
+                                                                        caplog):
     spm32k = oracle_tokenizers["spm32k"]
     assert spm32k.vocab_size == C4_EN_VOCAB_SIZE
     assert not spm32k.matches_c4_en
-    with pytest.warns(UserWarning, match="not c4_en.*cc_en.32000"):
+    with caplog.at_level("WARNING", logger="fiftyone_videoprism.core.tokenizer"):
         spm32k.check_vocabulary(C4_EN_VOCAB_SIZE)
+    # one record, one line of cause and fix, no source line (a log record, not warnings.warn)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "not c4_en" in message and "cc_en.32000" in message and "\n" not in message
 
 
-def test_check_vocabulary_is_silent_for_other_sizes(oracle_tokenizers):
-    with warnings.catch_warnings():
+def test_check_vocabulary_is_silent_for_other_sizes(oracle_tokenizers, caplog):
+    with warnings.catch_warnings(), caplog.at_level("WARNING"):
         warnings.simplefilter("error")
         oracle_tokenizers["spm500"].check_vocabulary(500)
+    assert not caplog.records

@@ -8,14 +8,16 @@ the user cache when that folder is read-only), keyed by the source's size and mt
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
@@ -38,118 +40,7 @@ class CorruptCheckpointError(CheckpointError):
 
 
 # --------------------------------------------------------------------------------------------
-# The layout of the released files
-
-
-def _stack_shapes(prefix: str, layers: int, d: int, mlp: int, heads: int) -> dict[str, tuple]:
-    dh = d // heads
-    out = {}
-    for ln in ("layer_norm", "ff_layer/layer_norm"):
-        out[f"{ln}/scale"] = (layers, d)
-        out[f"{ln}/bias"] = (layers, d)
-    for proj in ("query", "key", "value", "post"):
-        out[f"self_attention/{proj}/w"] = (layers, d, heads, dh)
-        out[f"self_attention/{proj}/b"] = (layers, d) if proj == "post" else (layers, heads, dh)
-    out["ff_layer/ffn_layer1/linear/kernel"] = (layers, d, mlp)
-    out["ff_layer/ffn_layer1/linear/bias"] = (layers, mlp)
-    out["ff_layer/ffn_layer2/linear/kernel"] = (layers, mlp, d)
-    out["ff_layer/ffn_layer2/linear/bias"] = (layers, d)
-    return {f"{prefix}/x_layers/{k}": v for k, v in out.items()}
-
-
-def flax_shapes(config: VideoPrismConfig) -> dict[str, tuple[int, ...]]:
-    """Every key and shape of a released-format checkpoint for this config."""
-    c = config
-    d, t0, gh, gw = c.model_dim, *c.pos_emb_shape
-    v = "params/vision_encoder/" if c.is_lvt else "params/"
-    shapes = {
-        f"{v}patch_projection/linear/kernel": (c.patch_size * c.patch_size * 3, d),
-        f"{v}patch_projection/linear/bias": (d,),
-        f"{v}spatial_pos_emb/emb_var": (gh * gw, d),
-        f"{v}temporal_pos_emb/emb_var": (t0, d),
-        **_stack_shapes(f"{v}spatial_encoder/transformers_stack", c.num_spatial_layers, d,
-                        c.mlp_dim, c.num_heads),
-        **_stack_shapes(f"{v}temporal_encoder/transformers_stack", c.num_temporal_layers, d,
-                        c.mlp_dim, c.num_heads),
-    }
-    for ln in ("spatial_ln", "temporal_ln"):
-        shapes[f"{v}{ln}/scale"] = (d,)
-        shapes[f"{v}{ln}/bias"] = (d,)
-    if not c.is_lvt:
-        return shapes
-    h, dh = c.num_heads, 4 * d // c.num_heads
-    pool = "params/contrastive_vision_pooler/"
-    text = "params/text_encoder/"
-    shapes.update(_stack_shapes("params/auxiliary_encoder/transformers_stack",
-                                c.num_auxiliary_layers, d, c.mlp_dim, c.num_heads))
-    shapes.update({
-        f"{pool}pooling_attention_query": (1, d),
-        f"{pool}pooling_attention/per_dim_scale/per_dim_scale": (dh,),
-        f"{pool}pooling_attention/post/w": (d, h, dh),
-        f"{pool}pooling_attention/post/b": (d,),
-        f"{pool}pooling_attention_layer_norm/scale": (d,),
-        f"{pool}pooling_attention_layer_norm/bias": (d,),
-        f"{text}cls_emb": (1, 1, d),
-        f"{text}token_emb/emb_var": (c.vocabulary_size, d),
-        f"{text}unimodal_ln/scale": (d,),
-        f"{text}unimodal_ln/bias": (d,),
-        **_stack_shapes(f"{text}unimodal_transformer", c.num_unimodal_layers, d, 4 * d,
-                        c.num_heads),
-    })
-    for proj in ("query", "key", "value"):
-        shapes[f"{pool}pooling_attention/{proj}/w"] = (d, h, dh)
-        shapes[f"{pool}pooling_attention/{proj}/b"] = (h, dh)
-    return shapes
-
-
-# --------------------------------------------------------------------------------------------
-# Reading and validating
-
-
-def read_flax_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of a released-format ``.npz``; pickled objects are refused."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise
-    except ValueError as err:
-        if "allow_pickle" in str(err) or "pickle" in str(err).lower():
-            raise CheckpointError(
-                f"{path}: holds pickled objects; refusing to load it (a released VideoPrism "
-                f"checkpoint holds plain float32 arrays only)") from err
-        raise CorruptCheckpointError(f"{path}: not a readable .npz checkpoint ({err})") from err
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise CorruptCheckpointError(
-            f"{path}: not a readable .npz checkpoint ({err}); the file may be truncated or "
-            f"corrupted: delete it and download it again") from err
-
-
-def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: str) -> None:
-    """Raises CheckpointError listing missing, unexpected and mis-shaped keys."""
-    expected = flax_shapes(config)
-    missing = sorted(set(expected) - set(arrays))
-    unexpected = sorted(set(arrays) - set(expected))
-    wrong = [f"{k} has shape {tuple(arrays[k].shape)}, expected {expected[k]}"
-             for k in sorted(set(expected) & set(arrays)) if tuple(arrays[k].shape) != expected[k]]
-    bad_dtype = [f"{k} has dtype {arrays[k].dtype}, expected a float type"
-                 for k in sorted(set(expected) & set(arrays))
-                 if not np.issubdtype(arrays[k].dtype, np.floating)]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing}")
-    if unexpected:
-        problems.append(f"unexpected {unexpected}")
-    problems += wrong + bad_dtype
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit a {config.original_class} with config "
-            f"{json.dumps(config.to_dict())}: " + "; ".join(problems))
-
-
-# --------------------------------------------------------------------------------------------
-# Flax layout -> MLX layout
+# The key table: every released key, its shape, and the MLX parameter it becomes
 
 
 def _dense(k: np.ndarray) -> np.ndarray:
@@ -172,78 +63,255 @@ def _ln(scale: np.ndarray) -> np.ndarray:
     return scale + np.float32(1.0)
 
 
-def _stack(arrays: dict[str, np.ndarray], flax: str, mlx: str,
-           layers: int) -> Iterator[tuple[str, np.ndarray]]:
-    src = lambda leaf: arrays[f"{flax}/x_layers/{leaf}"]  # noqa: E731
-    att = "self_attention"
-    for i in range(layers):
-        dst = f"{mlx}.layers.{i}"
-        yield f"{dst}.layer_norm.weight", _ln(src("layer_norm/scale")[i])
-        yield f"{dst}.layer_norm.bias", src("layer_norm/bias")[i]
-        # One fused q/k/v projection: a single GEMM per block instead of three.
-        yield f"{dst}.self_attention.qkv.weight", np.concatenate(
-            [_heads_in(src(f"{att}/{p}/w")[i]) for p in ("query", "key", "value")], axis=0)
-        yield f"{dst}.self_attention.qkv.bias", np.concatenate(
-            [src(f"{att}/{p}/b")[i].reshape(-1) for p in ("query", "key", "value")])
-        yield f"{dst}.self_attention.post.weight", _heads_out(src(f"{att}/post/w")[i])
-        yield f"{dst}.self_attention.post.bias", src(f"{att}/post/b")[i]
-        yield f"{dst}.ff_layer_norm.weight", _ln(src("ff_layer/layer_norm/scale")[i])
-        yield f"{dst}.ff_layer_norm.bias", src("ff_layer/layer_norm/bias")[i]
-        for n in (1, 2):
-            lin = f"ff_layer/ffn_layer{n}/linear"
-            yield f"{dst}.ffn_layer{n}.weight", _dense(src(f"{lin}/kernel")[i])
-            yield f"{dst}.ffn_layer{n}.bias", src(f"{lin}/bias")[i]
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
 
 
-def _vision(arrays: dict[str, np.ndarray], c: VideoPrismConfig, flax: str,
-            mlx: str) -> Iterator[tuple[str, np.ndarray]]:
-    yield f"{mlx}patch_projection.weight", _dense(arrays[f"{flax}patch_projection/linear/kernel"])
-    yield f"{mlx}patch_projection.bias", arrays[f"{flax}patch_projection/linear/bias"]
-    yield f"{mlx}spatial_pos_emb", arrays[f"{flax}spatial_pos_emb/emb_var"]
-    yield f"{mlx}temporal_pos_emb", arrays[f"{flax}temporal_pos_emb/emb_var"]
-    yield from _stack(arrays, f"{flax}spatial_encoder/transformers_stack",
-                      f"{mlx}spatial_encoder", c.num_spatial_layers)
-    yield from _stack(arrays, f"{flax}temporal_encoder/transformers_stack",
-                      f"{mlx}temporal_encoder", c.num_temporal_layers)
+def _fused_in(*ws: np.ndarray) -> np.ndarray:
+    # One fused q/k/v projection: a single GEMM per block instead of three.
+    return np.concatenate([_heads_in(w) for w in ws], axis=0)
+
+
+def _fused_bias(*bs: np.ndarray) -> np.ndarray:
+    return np.concatenate([b.reshape(-1) for b in bs])
+
+
+def _flat(b: np.ndarray) -> np.ndarray:
+    return b.reshape(-1)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One MLX parameter: the released keys it is made from, their shapes, and how.
+
+    A stacked rule (``layers`` > 0) stands for ``layers`` parameters: its keys live under
+    ``.../x_layers/...`` with a leading layer axis, and ``target`` holds ``{i}``.
+    """
+
+    target: str
+    sources: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    transform: Callable[..., np.ndarray] = _same
+    layers: int = 0
+
+
+def _stack_rules(flax: str, mlx: str, layers: int, d: int, mlp: int, heads: int) -> list[Rule]:
+    src, dst, dh = f"{flax}/x_layers/", f"{mlx}.layers.{{i}}.", d // heads
+    att = f"{src}self_attention/"
+    qkv = ("query", "key", "value")
+    rules = [
+        Rule(f"{dst}self_attention.qkv.weight", tuple(f"{att}{p}/w" for p in qkv),
+             ((d, heads, dh),) * 3, _fused_in),
+        Rule(f"{dst}self_attention.qkv.bias", tuple(f"{att}{p}/b" for p in qkv),
+             ((heads, dh),) * 3, _fused_bias),
+        Rule(f"{dst}self_attention.post.weight", (f"{att}post/w",), ((d, heads, dh),),
+             _heads_out),
+        Rule(f"{dst}self_attention.post.bias", (f"{att}post/b",), ((d,),)),
+    ]
+    for ours, theirs in (("layer_norm", "layer_norm"), ("ff_layer_norm", "ff_layer/layer_norm")):
+        rules += [Rule(f"{dst}{ours}.weight", (f"{src}{theirs}/scale",), ((d,),), _ln),
+                  Rule(f"{dst}{ours}.bias", (f"{src}{theirs}/bias",), ((d,),))]
+    for n, (d_in, d_out) in ((1, (d, mlp)), (2, (mlp, d))):
+        lin = f"{src}ff_layer/ffn_layer{n}/linear/"
+        rules += [Rule(f"{dst}ffn_layer{n}.weight", (f"{lin}kernel",), ((d_in, d_out),), _dense),
+                  Rule(f"{dst}ffn_layer{n}.bias", (f"{lin}bias",), ((d_out,),))]
+    return [dataclasses.replace(rule, layers=layers) for rule in rules]
+
+
+def _vision_rules(c: VideoPrismConfig, flax: str, mlx: str) -> list[Rule]:
+    d, t0, gh, gw = c.model_dim, *c.pos_emb_shape
+    rules = [
+        Rule(f"{mlx}patch_projection.weight", (f"{flax}patch_projection/linear/kernel",),
+             ((c.patch_size * c.patch_size * 3, d),), _dense),
+        Rule(f"{mlx}patch_projection.bias", (f"{flax}patch_projection/linear/bias",), ((d,),)),
+        Rule(f"{mlx}spatial_pos_emb", (f"{flax}spatial_pos_emb/emb_var",), ((gh * gw, d),)),
+        Rule(f"{mlx}temporal_pos_emb", (f"{flax}temporal_pos_emb/emb_var",), ((t0, d),)),
+        *_stack_rules(f"{flax}spatial_encoder/transformers_stack", f"{mlx}spatial_encoder",
+                      c.num_spatial_layers, d, c.mlp_dim, c.num_heads),
+        *_stack_rules(f"{flax}temporal_encoder/transformers_stack", f"{mlx}temporal_encoder",
+                      c.num_temporal_layers, d, c.mlp_dim, c.num_heads),
+    ]
     for ln in ("spatial_ln", "temporal_ln"):
-        yield f"{mlx}{ln}.weight", _ln(arrays[f"{flax}{ln}/scale"])
-        yield f"{mlx}{ln}.bias", arrays[f"{flax}{ln}/bias"]
+        rules += [Rule(f"{mlx}{ln}.weight", (f"{flax}{ln}/scale",), ((d,),), _ln),
+                  Rule(f"{mlx}{ln}.bias", (f"{flax}{ln}/bias",), ((d,),))]
+    return rules
 
 
-def _lvt_extras(arrays: dict[str, np.ndarray],
-                c: VideoPrismConfig) -> Iterator[tuple[str, np.ndarray]]:
-    yield from _stack(arrays, "params/auxiliary_encoder/transformers_stack",
-                      "auxiliary_encoder", c.num_auxiliary_layers)
+def _lvt_rules(c: VideoPrismConfig) -> list[Rule]:
+    d, h = c.model_dim, c.num_heads
+    dh = 4 * d // h  # the pooler's inner width is 4*D
     pool, att = "params/contrastive_vision_pooler/", "params/contrastive_vision_pooler/pooling_attention/"
-    dst = "contrastive_vision_pooler"
-    yield f"{dst}.pooling_attention_query", arrays[f"{pool}pooling_attention_query"]
+    dst, text = "contrastive_vision_pooler.", "params/text_encoder/"
+    rules = [
+        *_stack_rules("params/auxiliary_encoder/transformers_stack", "auxiliary_encoder",
+                      c.num_auxiliary_layers, d, c.mlp_dim, h),
+        Rule(f"{dst}pooling_attention_query", (f"{pool}pooling_attention_query",), ((1, d),)),
+        Rule(f"{dst}per_dim_scale", (f"{att}per_dim_scale/per_dim_scale",), ((dh,),)),
+        Rule(f"{dst}post.weight", (f"{att}post/w",), ((d, h, dh),), _heads_out),
+        Rule(f"{dst}post.bias", (f"{att}post/b",), ((d,),)),
+        Rule(f"{dst}layer_norm.weight", (f"{pool}pooling_attention_layer_norm/scale",), ((d,),),
+             _ln),
+        Rule(f"{dst}layer_norm.bias", (f"{pool}pooling_attention_layer_norm/bias",), ((d,),)),
+        Rule("text_encoder.token_emb.weight", (f"{text}token_emb/emb_var",),
+             ((c.vocabulary_size, d),)),
+        Rule("text_encoder.cls_emb", (f"{text}cls_emb",), ((1, 1, d),)),
+        *_stack_rules(f"{text}unimodal_transformer", "text_encoder.unimodal_transformer",
+                      c.num_unimodal_layers, d, 4 * d, h),
+        Rule("text_encoder.unimodal_ln.weight", (f"{text}unimodal_ln/scale",), ((d,),), _ln),
+        Rule("text_encoder.unimodal_ln.bias", (f"{text}unimodal_ln/bias",), ((d,),)),
+    ]
     for proj in ("query", "key", "value"):
-        yield f"{dst}.{proj}.weight", _heads_in(arrays[f"{att}{proj}/w"])
-        yield f"{dst}.{proj}.bias", arrays[f"{att}{proj}/b"].reshape(-1)
-    yield f"{dst}.per_dim_scale", arrays[f"{att}per_dim_scale/per_dim_scale"]
-    yield f"{dst}.post.weight", _heads_out(arrays[f"{att}post/w"])
-    yield f"{dst}.post.bias", arrays[f"{att}post/b"]
-    yield f"{dst}.layer_norm.weight", _ln(arrays[f"{pool}pooling_attention_layer_norm/scale"])
-    yield f"{dst}.layer_norm.bias", arrays[f"{pool}pooling_attention_layer_norm/bias"]
-    text = "params/text_encoder/"
-    yield "text_encoder.token_emb.weight", arrays[f"{text}token_emb/emb_var"]
-    yield "text_encoder.cls_emb", arrays[f"{text}cls_emb"]
-    yield from _stack(arrays, f"{text}unimodal_transformer", "text_encoder.unimodal_transformer",
-                      c.num_unimodal_layers)
-    yield "text_encoder.unimodal_ln.weight", _ln(arrays[f"{text}unimodal_ln/scale"])
-    yield "text_encoder.unimodal_ln.bias", arrays[f"{text}unimodal_ln/bias"]
+        rules += [Rule(f"{dst}{proj}.weight", (f"{att}{proj}/w",), ((d, h, dh),), _heads_in),
+                  Rule(f"{dst}{proj}.bias", (f"{att}{proj}/b",), ((h, dh),), _flat)]
+    return rules
+
+
+def key_table(config: VideoPrismConfig) -> list[Rule]:
+    """The whole map from a released-format checkpoint of ``config`` to MLX parameters."""
+    if config.is_lvt:
+        return [*_vision_rules(config, "params/vision_encoder/", "vision_encoder."),
+                *_lvt_rules(config)]
+    return _vision_rules(config, "params/", "")
+
+
+def flax_shapes(config: VideoPrismConfig) -> dict[str, tuple[int, ...]]:
+    """Every key and shape of a released-format checkpoint for this config."""
+    return {source: ((rule.layers, *shape) if rule.layers else shape)
+            for rule in key_table(config)
+            for source, shape in zip(rule.sources, rule.shapes, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and validating
+
+
+# Leading bytes of files people give by mistake, and what to call them.
+_NOT_CHECKPOINTS = (
+    (4, b"ftyp", "an MP4/MOV video"),
+    (0, b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+    (0, b"RIFF", "a RIFF (AVI/WAV) file"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"\x0a", "a SentencePiece model or other protobuf"),
+)
+
+
+def sniff(path: str | os.PathLike) -> str:
+    """``"npz"`` or ``"safetensors"``: what the file's first bytes say it is.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``
+        CheckpointError: anything else, named (a pickle, a video, text, ...), with the fix
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "npz"
+    if len(head) >= 9 and head[8:9] == b"{" and path.name.endswith(".safetensors"):
+        return "safetensors"
+    if head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05":
+        kind = "a Python pickle (e.g. a PyTorch .pt/.bin file)"
+    elif not head:
+        kind = "an empty file"
+    else:
+        kind = next((name for offset, magic, name in _NOT_CHECKPOINTS
+                     if head[offset:offset + len(magic)] == magic), None)
+        if kind is None:
+            kind = ("a text file" if all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+                    else "not a checkpoint format this package reads")
+    raise CheckpointError(
+        f"{path}: this is {kind}, not a VideoPrism checkpoint. Pass the released "
+        f"flax_*_repeated.npz (from the model's Hugging Face repo) or a *.mlx.safetensors "
+        f"converted from one")
+
+
+def read_flax_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All arrays of a released-format ``.npz``; other files are named and refused."""
+    path = Path(path)
+    sniff(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise CheckpointError(
+                f"{path}: holds pickled objects; refusing to load it (a released VideoPrism "
+                f"checkpoint holds plain float32 arrays only)") from err
+        raise CorruptCheckpointError(f"{path}: not a readable .npz checkpoint ({err})") from err
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise CorruptCheckpointError(
+            f"{path}: not a readable .npz checkpoint ({err}); the file may be truncated or "
+            f"corrupted: delete it and download it again") from err
+
+
+def identify(arrays: dict[str, np.ndarray]) -> str | None:
+    """The released model whose exact key layout ``arrays`` has, or None."""
+    from fiftyone_videoprism.core.configs import get_config, list_models
+
+    shapes = {key: tuple(value.shape) for key, value in arrays.items()}
+    return next((name for name in list_models() if flax_shapes(get_config(name)) == shapes),
+                None)
+
+
+def _listed(items: list[str], most: int = 4) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: str) -> None:
+    """Raises CheckpointError listing missing, unexpected and mis-shaped keys."""
+    expected = flax_shapes(config)
+    missing = sorted(set(expected) - set(arrays))
+    unexpected = sorted(set(arrays) - set(expected))
+    wrong = [f"{k} has shape {tuple(arrays[k].shape)}, expected {expected[k]}"
+             for k in sorted(set(expected) & set(arrays)) if tuple(arrays[k].shape) != expected[k]]
+    bad_dtype = [f"{k} has dtype {arrays[k].dtype}, expected a float type"
+                 for k in sorted(set(expected) & set(arrays))
+                 if not np.issubdtype(arrays[k].dtype, np.floating)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_listed(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
+    if wrong:
+        problems.append(f"{len(wrong)} mis-shaped ({_listed(wrong, 2)})")
+    if bad_dtype:
+        problems.append(_listed(bad_dtype, 2))
+    if not problems:
+        return
+    released = identify(arrays)
+    lvt_file = any(key.startswith("params/text_encoder/") for key in arrays)
+    if released is not None:
+        fix = (f"this looks like a {released} checkpoint: load it as {released}, or pass the "
+               f"checkpoint of the model you asked for")
+    elif lvt_file != config.is_lvt:
+        family = "video-text (LvT)" if lvt_file else "video-only"
+        fix = (f"this is a {family} checkpoint and the model is "
+               f"{'video-text (LvT)' if config.is_lvt else 'video-only'}: load it with a "
+               f"{family} model or config")
+    else:
+        fix = ("it matches none of the released models; if it is a model of another size, "
+               "pass its architecture too (model_config= / --model-config: the original "
+               "constructor kwargs as JSON)")
+    raise CheckpointError(f"{source} does not fit {config.original_class} "
+                          f"{json.dumps(config.to_dict())}: {fix}. Found " + "; ".join(problems))
 
 
 def convert(arrays: dict[str, np.ndarray], config: VideoPrismConfig,
             source: str = "checkpoint") -> dict[str, np.ndarray]:
     """Validated released-format arrays -> MLX parameter names and layouts (float32)."""
     validate(arrays, config, source)
-    if config.is_lvt:
-        items = [*_vision(arrays, config, "params/vision_encoder/", "vision_encoder."),
-                 *_lvt_extras(arrays, config)]
-    else:
-        items = list(_vision(arrays, config, "params/", ""))
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in items}
+    out = {}
+    for rule in key_table(config):
+        inputs = [arrays[key] for key in rule.sources]
+        for i in range(rule.layers or 1):
+            layer = [x[i] for x in inputs] if rule.layers else inputs
+            out[rule.target.format(i=i)] = np.ascontiguousarray(rule.transform(*layer),
+                                                                dtype=np.float32)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,9 +371,7 @@ def load_checkpoint(path: str | os.PathLike,
     """MLX weights for ``config`` from a released ``.npz`` (converted once, then cached) or a
     converted ``.mlx.safetensors``; raises CheckpointError when the file does not fit."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.name.endswith(".safetensors"):
+    if sniff(path) == "safetensors":
         weights, file_config = load_converted(path)
         if file_config != config:
             raise CheckpointError(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 VIDEO_CLASS = "FactorizedEncoder"
 LVT_CLASS = "FactorizedVideoCLIP"
@@ -137,16 +135,33 @@ MODEL_CONFIGS: dict[str, VideoPrismConfig] = {
     "videoprism-lvt-large": VideoPrismConfig(pos_emb_shape=(8, 16, 16), **_LARGE, **_TEXT),
 }
 
-# Names used by the original code and its Hub repos.
+
+# Where the released weights live: the Hub repo and file of each model.
+class Release(NamedTuple):
+    """A file on the Hugging Face Hub."""
+
+    repo_id: str
+    filename: str
+
+
+RELEASES: dict[str, Release] = {
+    "videoprism-base": Release("google/videoprism-base-f16r288", "flax_base_f16r288_repeated.npz"),
+    "videoprism-large": Release("google/videoprism-large-f8r288", "flax_large_f8r288_repeated.npz"),
+    "videoprism-lvt-base": Release(
+        "google/videoprism-lvt-base-f16r288", "flax_lvt_base_f16r288_repeated.npz"
+    ),
+    "videoprism-lvt-large": Release(
+        "google/videoprism-lvt-large-f8r288", "flax_lvt_large_f8r288_repeated.npz"
+    ),
+}
+
+# Names used by the original code, and the Hub repo ids.
 ALIASES: dict[str, str] = {
     "videoprism_public_v1_base": "videoprism-base",
     "videoprism_public_v1_large": "videoprism-large",
     "videoprism_lvt_public_v1_base": "videoprism-lvt-base",
     "videoprism_lvt_public_v1_large": "videoprism-lvt-large",
-    "google/videoprism-base-f16r288": "videoprism-base",
-    "google/videoprism-large-f8r288": "videoprism-large",
-    "google/videoprism-lvt-base-f16r288": "videoprism-lvt-base",
-    "google/videoprism-lvt-large-f8r288": "videoprism-lvt-large",
+    **{release.repo_id: name for name, release in RELEASES.items()},
 }
 
 

@@ -15,6 +15,7 @@ from fiftyone_videoprism.core import hub
 from fiftyone_videoprism.core.checkpoint import CorruptCheckpointError, load_checkpoint
 from fiftyone_videoprism.core.configs import (VideoPrismConfig, canonical_name, from_original_kwargs,
                                          get_config)
+from fiftyone_videoprism.core.settings import DEFAULT_DTYPE, DTYPES
 from fiftyone_videoprism.core.model import FactorizedEncoder, FactorizedVideoCLIP, build_model
 from fiftyone_videoprism.core.tokenizer import Tokenizer
 
@@ -26,9 +27,7 @@ ModelSpec = str | VideoPrismConfig | Mapping[str, Any]
 # are cast to, and bits per weight of the quantized Linear layers.
 HALF_DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16}
 QUANT_BITS = {"q8": 8, "q4": 4}
-DTYPES = ("float32", *HALF_DTYPES, *QUANT_BITS)
-# float32 is the parity reference, and on x86 CPUs (no half-precision BLAS) also the fastest.
-DEFAULT_DTYPE = "float32"
+assert set(DTYPES) == {"float32", *HALF_DTYPES, *QUANT_BITS}
 # Quantization groups run along a Linear layer's input dimension, which must divide into them.
 QUANT_GROUP_SIZE = 64
 

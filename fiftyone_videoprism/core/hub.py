@@ -29,14 +29,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import NamedTuple
 
 import huggingface_hub
 from huggingface_hub import (get_hf_file_metadata, hf_hub_download, hf_hub_url,
                              try_to_load_from_cache)
 
 from fiftyone_videoprism.core import env
-from fiftyone_videoprism.core.configs import canonical_name
+from fiftyone_videoprism.core.configs import RELEASES, Release, canonical_name
 
 
 # Longer than a healthy HEAD request to the Hub takes, short enough that an offline user is not
@@ -47,24 +46,6 @@ DEFAULT_PROBE_TIMEOUT_S = 5.0
 _PROBE_GRACE_S = 1.0
 
 
-class Release(NamedTuple):
-    """A file on the Hugging Face Hub."""
-
-    repo_id: str
-    filename: str
-
-
-RELEASES: dict[str, Release] = {
-    "videoprism-base": Release("google/videoprism-base-f16r288", "flax_base_f16r288_repeated.npz"),
-    "videoprism-large": Release("google/videoprism-large-f8r288", "flax_large_f8r288_repeated.npz"),
-    "videoprism-lvt-base": Release(
-        "google/videoprism-lvt-base-f16r288", "flax_lvt_base_f16r288_repeated.npz"
-    ),
-    "videoprism-lvt-large": Release(
-        "google/videoprism-lvt-large-f8r288", "flax_lvt_large_f8r288_repeated.npz"
-    ),
-}
-
 # The Google repos hold only the Flax weights. The seed MLX port's Hub repo hosts the c4_en
 # SentencePiece model (T5's cc_en.32000) as a plain .model file, the format Tokenizer reads
 # (the transformers port's repos ship its tokenizer in transformers' format). Not verifiable here:
@@ -73,7 +54,23 @@ DEFAULT_TOKENIZER = Release("tom-moroney/videoprism-mlx", "c4_en.model")
 
 
 class WeightsUnavailableError(FileNotFoundError):
-    """A released file is neither available locally nor downloadable now (offline, or refused)."""
+    """A released file is neither available locally nor downloadable now (offline, or refused).
+
+    ``local_options`` lists the ways to point at a local copy; a caller with its own way of
+    passing files (the FiftyOne zoo's ``checkpoint_path=``, the CLI's ``--checkpoint``) puts
+    its own first with :meth:`pointing_to`, so the message names the fix where the user is.
+    """
+
+    def __init__(self, release: Release, what: str, reason: str, local_options: list[str]):
+        self.release, self.what, self.reason = release, what, reason
+        self.local_options = list(local_options)
+        super().__init__(_unavailable_message(release, what, reason, self.local_options))
+
+    def pointing_to(self, ways: list[str]) -> WeightsUnavailableError:
+        """The same error with ``ways`` instead of this module's first option (the argument
+        of the Python function that raised it)."""
+        return WeightsUnavailableError(self.release, self.what, self.reason,
+                                       [*ways, *self.local_options[1:]])
 
 
 def checkpoint_file(name: str, checkpoint: str | os.PathLike | None = None,
@@ -231,21 +228,16 @@ def _download(release: Release, what: str, local_options: list[str],
     if isinstance(cached, str):
         return Path(cached)
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise WeightsUnavailableError(_unavailable_message(release, what, "HF_HUB_OFFLINE is set",
-                                                           local_options))
+        raise WeightsUnavailableError(release, what, "HF_HUB_OFFLINE is set", local_options)
     timeout = _probe_timeout()
     failure = _probe(release, timeout)
     if failure is not None:
-        raise WeightsUnavailableError(
-            _unavailable_message(release, what, _reason(failure), local_options)
-        ) from failure
+        raise WeightsUnavailableError(release, what, _reason(failure), local_options) from failure
     try:
         return Path(hf_hub_download(release.repo_id, release.filename, force_download=force))
     # A download cut off midway (or refused after the probe) is reported the same way, chained.
     except Exception as err:
-        raise WeightsUnavailableError(
-            _unavailable_message(release, what, _reason(err), local_options)
-        ) from err
+        raise WeightsUnavailableError(release, what, _reason(err), local_options) from err
 
 
 def _reason(err: BaseException) -> str:

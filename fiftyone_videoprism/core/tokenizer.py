@@ -13,14 +13,16 @@ and the same special ids, so only the ids of real text tell them apart
 
 from __future__ import annotations
 
+import logging
 import os
 import string
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import sentencepiece
+
+logger = logging.getLogger(__name__)
 
 C4_EN_VOCAB_SIZE = 32_000
 PAD_ID = 0
@@ -178,14 +180,13 @@ class Tokenizer:
                 "not T5's default cc_all.32000 (the spiece.model of T5 checkpoints)"
             )
         if vocabulary_size == C4_EN_VOCAB_SIZE and not self.matches_c4_en:
-            warnings.warn(
-                f"{self.path} has {C4_EN_VOCAB_SIZE:,} pieces but is not c4_en: "
-                f"{C4_EN_REFERENCE_TEXT!r} encodes to {self.encode([C4_EN_REFERENCE_TEXT])[0]}, "
-                f"c4_en gives {list(C4_EN_REFERENCE_IDS)}. The released LvT models need T5's "
-                "English-only cc_en.32000 model, not T5's default cc_all.32000; text embeddings "
-                "from this file will be meaningless",
-                stacklevel=2,
-            )
+            # A log record, not warnings.warn: that would print this module's source line.
+            logger.warning(
+                "%s has %s pieces but is not c4_en: %r encodes to %s, c4_en gives %s. The "
+                "released LvT models need T5's English-only cc_en.32000 model, not T5's default "
+                "cc_all.32000; text embeddings from this file will be meaningless", self.path,
+                f"{C4_EN_VOCAB_SIZE:,}", C4_EN_REFERENCE_TEXT,
+                self.encode([C4_EN_REFERENCE_TEXT])[0], list(C4_EN_REFERENCE_IDS))
 
 
 def tokenize(

@@ -44,6 +44,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from fiftyone_videoprism.core.settings import RESIZE_MODES
+
 __all__ = [
     "RESIZE_MODES",
     "VideoDecodeError",
@@ -53,10 +55,7 @@ __all__ = [
     "to_float",
 ]
 
-# The original's two recipes first; the "_swscale" variants resize inside FFmpeg (faster, not
-# the original's pixels).
-RESIZE_MODES = ("squash", "center_crop", "squash_swscale", "center_crop_swscale")
-_SWSCALE = "_swscale"
+_SWSCALE = "_swscale"  # the suffix of the modes that resize inside FFmpeg
 # Lanczos like the demo's PIL resize; swscale widens the kernel when shrinking, so it antialiases.
 _SWSCALE_INTERPOLATION = "LANCZOS"
 # Counter-clockwise quarter turns, as np.rot90 counts them.

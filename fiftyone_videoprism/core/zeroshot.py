@@ -10,7 +10,9 @@ of one class are averaged over templates and re-normalised.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +37,33 @@ def check_templates(templates: str | Sequence[str] | None) -> tuple[str, ...]:
             f"prompt templates must hold exactly one '{{}}' for the class name; got {bad}"
         )
     return templates
+
+
+def parse_classes(classes: str | Iterable[str]) -> list[str]:
+    """Class names from comma-separated text (``"cooking, swimming"``) or a sequence of names:
+    stripped, blanks dropped, repeats dropped (first kept), then :func:`check_classes`."""
+    names = classes.split(",") if isinstance(classes, str) else list(classes)
+    stripped = (n.strip() if isinstance(n, str) else n for n in names)
+    return check_classes(list(dict.fromkeys(n for n in stripped if n != "")))
+
+
+def check_classes(classes: Any) -> list[str]:
+    """``classes`` as a list, if it is a non-empty sequence of distinct, non-blank strings;
+    otherwise a ValueError saying which entry is wrong."""
+    if isinstance(classes, str) or not isinstance(classes, Iterable):
+        raise ValueError(f"classes must be a list of class names, got {classes!r}")
+    classes = list(classes)
+    if not classes:
+        raise ValueError("classes is empty; give at least one class name, e.g. "
+                         "['cooking', 'swimming']")
+    for index, name in enumerate(classes):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"class {index} is {name!r}; class names must be non-empty text")
+    repeated = sorted(name for name, count in Counter(classes).items() if count > 1)
+    if repeated:
+        # Two equal names would split one class's probability between two labels.
+        raise ValueError(f"classes must be distinct; repeated: {repeated}")
+    return classes
 
 
 def build_prompts(classes: Iterable[str], templates: Sequence[str]) -> list[str]:

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fiftyone_videoprism.core.video import RESIZE_MODES
+from fiftyone_videoprism.core.settings import DTYPES, RESIZE_MODES
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
                                              DEFAULT_MODEL, DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
+from fiftyone_videoprism.version import __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,11 +45,13 @@ def _build_parser() -> argparse.ArgumentParser:
         description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
                     "FiftyOne datasets.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     model = argparse.ArgumentParser(add_help=False)
     group = model.add_argument_group("model")
-    group.add_argument("--model", default="videoprism-lvt-base",
+    group.add_argument("--model", default=DEFAULT_MODEL,
                        help="zoo model name (default: %(default)s)")
     group.add_argument("--checkpoint", help="local checkpoint file or folder (offline weights)")
     group.add_argument("--tokenizer", help="local c4_en SentencePiece .model file (LvT models)")
@@ -60,7 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--image-size", type=int, help="frame side (default: 288)")
     group.add_argument("--resize", choices=RESIZE_MODES,
                        help="frame resize policy (default: squash, as the original demo)")
-    group.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "q8", "q4"),
+    group.add_argument("--dtype", choices=DTYPES,
                        help="precision (default: float32, the fastest on a CPU)")
     group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 1, fastest on a CPU)")
 
@@ -84,6 +87,12 @@ def _build_parser() -> argparse.ArgumentParser:
     group = app.add_argument_group("App")
     group.add_argument("--app", action="store_true", help="open the FiftyOne App at the end")
     group.add_argument("--port", type=int, help="App port (default: FiftyOne's)")
+    group.add_argument("--address", help="address the App server binds to (default: "
+                                         "FiftyOne's, localhost; 0.0.0.0 to reach it from "
+                                         "another machine)")
+    group.add_argument("--remote", action="store_true",
+                       help="start the App server only and print how to reach it, for a "
+                            "remote machine (open it through an SSH tunnel)")
 
     demo = commands.add_parser(
         "demo", parents=[model, app], help="the main job on sample videos written here",
@@ -201,11 +210,17 @@ def _embed(args: argparse.Namespace) -> int:
 
     from fiftyone_videoprism.fo import runs
 
-    model, model_kwargs = _load_model(args)
+    # Everything that costs nothing is checked before weights load and videos decode.
+    classes = _classes(args) if args.classes else None
+    model, model_kwargs = _model_from_args(args, text=bool(classes or args.query))
+    if model.can_embed_prompts:
+        model.require_text()  # the index it builds is for text search
     dataset = _dataset_for(args.source, args.dataset)
-    print(f"Dataset '{dataset.name}': {len(dataset)} videos")
+    if classes:
+        runs.check_label_field(dataset, args.label_field, _label_type(args))
+    print(f"Dataset '{dataset.name}': {_count(len(dataset), 'video')}")
     stats = runs.compute_embeddings(dataset, model, args.field,
-                                     skip_existing=not args.recompute, cache=True)
+                                    skip_existing=not args.recompute)
     _report("Embedded", stats)
 
     if dataset.has_brain_run(args.brain_key):
@@ -216,8 +231,8 @@ def _embed(args: argparse.Namespace) -> int:
     print(f"Similarity index '{args.brain_key}' on field '{args.field}'"
           + (" (text search enabled)" if model.can_embed_prompts else ""))
 
-    if args.classes:
-        _zero_shot(dataset, model, args)
+    if classes:
+        _zero_shot(dataset, model, classes, args)
 
     view = dataset.view()
     if args.query:
@@ -234,11 +249,15 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.fo import runs
+
     if not args.classes:
         raise ValueError("--classes is required, e.g. --classes 'cooking,swimming'")
+    classes = _classes(args)
     dataset = _existing_dataset(args.dataset)
-    model, _ = _load_model(args)
-    _zero_shot(dataset, model, args)
+    runs.check_label_field(dataset, args.label_field, _label_type(args))
+    model, _ = _model_from_args(args, text=True)
+    _zero_shot(dataset, model, classes, args)
     _maybe_launch(dataset.view(), args)
     return 0
 
@@ -269,6 +288,8 @@ def _dataset_for(source: str, name: str | None):
     new = [p for p in paths if p not in known]
     if new:
         dataset.add_samples([fo.Sample(filepath=p) for p in new])
+        # Frame counts, rates and sizes, which the App and clips views read.
+        dataset.select_by("filepath", new).compute_metadata()
     return dataset
 
 
@@ -281,53 +302,45 @@ def _existing_dataset(name: str):
     return fo.load_dataset(name)
 
 
-def _load_model(args: argparse.Namespace):
-    """The zoo model and the load kwargs the similarity index stores for the App server."""
-    import fiftyone.zoo as foz
-
-    from fiftyone_videoprism.core.configs import canonical_name
-    from fiftyone_videoprism.fo.zoo import register_zoo
-
-    # Our own lookup first: it accepts the original names and suggests the closest for a typo.
-    args.model = canonical_name(args.model)
-    register_zoo()
-    options = {
-        "checkpoint_path": args.checkpoint,
-        "tokenizer_path": args.tokenizer,
-        "model_config": args.model_config,
-        "num_frames": args.num_frames,
-        "image_size": args.image_size,
-        "resize": args.resize,
-        "batch_size": args.batch_size,
-        "dtype": args.dtype,
-    }
-    # Absolute paths, so that the App server (another working folder) finds the same files.
-    for key in ("checkpoint_path", "tokenizer_path", "model_config"):
-        if options[key] is not None:
-            options[key] = os.path.abspath(os.path.expanduser(options[key]))
-    kwargs = {key: value for key, value in options.items() if value is not None}
-    return foz.load_zoo_model(args.model, **kwargs), kwargs
-
-
-def _zero_shot(dataset, model, args: argparse.Namespace) -> None:
-    import fiftyone.core.utils as fou
-
+def _classes(args: argparse.Namespace) -> list[str]:
+    """--classes parsed and --template checked, before anything loads."""
     from fiftyone_videoprism.core import zeroshot
+
+    zeroshot.check_templates(args.templates)
+    return zeroshot.parse_classes(args.classes)
+
+
+def _label_type(args: argparse.Namespace) -> type:
+    import fiftyone.core.labels as fol
+
+    return fol.Classifications if args.top_k else fol.Classification
+
+
+def _model_from_args(args: argparse.Namespace, *, text: bool):
+    """The zoo model and the load kwargs the similarity index stores for the App server."""
+    from fiftyone_videoprism.fo import loading
+
+    kwargs = loading.model_kwargs(
+        checkpoint_path=args.checkpoint, tokenizer_path=args.tokenizer,
+        model_config=args.model_config, num_frames=args.num_frames,
+        image_size=args.image_size, resize=args.resize, batch_size=args.batch_size,
+        dtype=args.dtype)
+    return loading.zoo_model(args.model, kwargs, text=text), kwargs
+
+
+def _zero_shot(dataset, model, classes: list[str], args: argparse.Namespace) -> None:
     from fiftyone_videoprism.fo import runs
 
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    templates = list(zeroshot.check_templates(args.templates))
-    # The zoo hands out one cached instance per load kwargs: set the classes for this run only.
-    with fou.SetAttributes(model.config, classes=classes, prompt_templates=templates), \
-            fou.SetAttributes(model, store_logits=args.store_logits):
+    with model.run_settings(classes=classes, prompt_templates=args.templates,
+                            store_logits=args.store_logits):
         stats = runs.apply_zero_shot(dataset, model, args.label_field,
-                                      embeddings_field=args.field, tag_samples=args.sample_tags,
-                                      top_k=args.top_k, cache=True)
+                                     embeddings_field=args.field, tag_samples=args.sample_tags,
+                                     top_k=args.top_k)
     _report("Tagged", stats)
-    path = args.label_field + (".classifications.label" if args.top_k else ".label")
-    counts = dataset.count_values(path)
+    counts = runs.label_counts(dataset, args.label_field)
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
-    print(f"Zero-shot labels in '{args.label_field}': {summary}")
+    best = " (the best of each video's top {})".format(args.top_k) if args.top_k else ""
+    print(f"Zero-shot labels in '{args.label_field}'{best}: {summary}")
 
 
 def _print_matches(dataset, query: str, brain_key: str, k: int):
@@ -353,10 +366,14 @@ def _print_matches(dataset, query: str, brain_key: str, k: int):
     return view
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _report(verb: str, stats: Any) -> None:
     failed = (f" ({len(stats.failed)} failed: their errors are in the field "
               f"'{stats.error_field}')" if stats.failed else "")
-    print(f"{verb} {stats.written} videos{failed}")
+    print(f"{verb} {_count(stats.written, 'video')}{failed}")
 
 
 def _maybe_launch(view, args: argparse.Namespace) -> None:
@@ -364,7 +381,7 @@ def _maybe_launch(view, args: argparse.Namespace) -> None:
         return
     import fiftyone as fo
 
-    session = fo.launch_app(view, port=args.port)
+    session = fo.launch_app(view, port=args.port, address=args.address, remote=args.remote)
     session.wait()
 
 

@@ -10,13 +10,13 @@ reader's path and frame range from it and decodes the frames itself with PyAV
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import eta.core.frameutils as etaf
@@ -24,9 +24,10 @@ import eta.core.video as etav
 import fiftyone.core.config as foc
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
+import fiftyone.core.utils as fou
 import numpy as np
 
-from fiftyone_videoprism.core import embedding, factory, video, zeroshot
+from fiftyone_videoprism.core import embedding, factory, hub, settings, video, zeroshot
 from fiftyone_videoprism.core.tokenizer import Tokenizer
 from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
@@ -99,18 +100,18 @@ class VideoPrismModelConfig(foc.Config):
             )
         self.num_frames = self.parse_int(d, "num_frames", default=None)
         self.image_size = self.parse_int(d, "image_size", default=None)
-        self.resize = self.parse_string(d, "resize", default="squash")
-        if self.resize not in video.RESIZE_MODES:
+        self.resize = self.parse_string(d, "resize", default=settings.DEFAULT_RESIZE)
+        if self.resize not in settings.RESIZE_MODES:
             raise ValueError(
-                f"Unsupported resize {self.resize!r}. Supported values are {video.RESIZE_MODES}"
-            )
+                f"Unsupported resize {self.resize!r}. Supported values are "
+                f"{settings.RESIZE_MODES}")
         self.batch_size = self.parse_int(d, "batch_size", default=DEFAULT_BATCH_SIZE)
         for key in ("num_frames", "image_size", "batch_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
         classes = self.parse_raw(d, "classes", default=None)
-        self.classes = check_classes(classes) if classes is not None else None
+        self.classes = zeroshot.check_classes(classes) if classes is not None else None
         templates = self.parse_raw(d, "prompt_templates", default=None)
         self.prompt_templates = list(zeroshot.check_templates(templates))
         self.temperature = self.parse_number(d, "temperature",
@@ -119,7 +120,7 @@ class VideoPrismModelConfig(foc.Config):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.store_logits = self.parse_bool(d, "store_logits", default=False)
         self.dtype = factory.check_dtype(self.parse_string(d, "dtype",
-                                                           default=factory.DEFAULT_DTYPE))
+                                                           default=settings.DEFAULT_DTYPE))
 
 
 class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.LogitsMixin):
@@ -172,15 +173,25 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
                 "must come from checkpoint_path too; pass checkpoint_path='/path/to/weights.npz'"
             )
         spec = config.model_config if config.model_config is not None else config.model_name
-        self._net = factory.load_model(spec, checkpoint=config.checkpoint_path,
-                                       dtype=config.dtype)
-        patch = self._net.config.patch_size
-        if self.image_size % patch:
+        # What costs nothing to check is checked before any weight is read or downloaded.
+        _, architecture = factory.resolve_config(spec)
+        patch = architecture.patch_size
+        size = config.image_size or architecture.image_size
+        if size % patch:
             raise ValueError(
                 f"image_size must be a multiple of the patch size {patch} "
-                f"(e.g. {self._net.config.image_size}), got {self.image_size}"
+                f"(e.g. {architecture.image_size}), got {size}"
             )
         self._tokenizer: Tokenizer | None = None
+        if architecture.is_lvt and config.tokenizer_path is not None:
+            self._tokenizer = factory.load_tokenizer(config.tokenizer_path,
+                                                     architecture.vocabulary_size)
+        try:
+            self._net = factory.load_model(spec, checkpoint=config.checkpoint_path,
+                                           dtype=config.dtype)
+        except hub.WeightsUnavailableError as err:
+            raise err.pointing_to(_ways_to_pass(config.model_name, "checkpoint_path",
+                                                "--checkpoint", err.release.filename)) from None
         # The App server may embed two queries at once from its worker threads; MLX calls on
         # one model are serialised.
         self._lock = threading.Lock()
@@ -265,6 +276,23 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
             "resize": self.config.resize,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What made this model's embeddings, as stored with every field it writes: the zoo
+        name, the :attr:`embedding_key` (the identity that decides whether two models give
+        the same vectors) and the settings a person reads (weights digest, frames, size,
+        resize, dtype)."""
+        self.embedding_key  # computes the weights digest once
+        return {
+            "model": self.config.model_name,
+            "embedding_key": self.embedding_key,
+            "weights": self._weights_digest[:16],
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "resize": self.config.resize,
+            "dtype": self.config.dtype,
+        }
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -376,7 +404,7 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
                 "foz.load_zoo_model(name, classes=['cooking', 'swimming'])) or set "
                 "model.config.classes"
             )
-        classes = check_classes(self.config.classes)
+        classes = zeroshot.check_classes(self.config.classes)
         templates = zeroshot.check_templates(self.config.prompt_templates)
         key = (tuple(classes), templates)
         if self._class_cache is None or self._class_cache[0] != key:
@@ -398,29 +426,48 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     def _get_tokenizer(self) -> Tokenizer:
         # Loaded on first use: embedding videos with an LvT model needs no tokenizer file.
         if self._tokenizer is None:
-            self._tokenizer = factory.load_tokenizer(
-                self.config.tokenizer_path, vocabulary_size=self._net.config.vocabulary_size
-            )
+            try:
+                self._tokenizer = factory.load_tokenizer(
+                    self.config.tokenizer_path, vocabulary_size=self._net.config.vocabulary_size)
+            except hub.WeightsUnavailableError as err:
+                raise err.pointing_to(_ways_to_pass(self.config.model_name, "tokenizer_path",
+                                                    "--tokenizer", err.release.filename)
+                                      ) from None
         return self._tokenizer
 
+    @contextlib.contextmanager
+    def run_settings(self, *, classes: Sequence[str] | None = None,
+                     prompt_templates: str | Sequence[str] | None = None,
+                     store_logits: bool | None = None) -> Iterator[VideoPrismModel]:
+        """Zero-shot settings for one run, restored afterwards: the zoo hands out one cached
+        instance per load kwargs, which the next caller must find unchanged. ``None`` keeps a
+        setting; templates are checked here, before anything runs."""
+        config = {}
+        if classes is not None:
+            config["classes"] = zeroshot.check_classes(classes)
+        if prompt_templates is not None:
+            config["prompt_templates"] = list(zeroshot.check_templates(prompt_templates))
+        model = {} if store_logits is None else {"store_logits": bool(store_logits)}
+        with fou.SetAttributes(self.config, **config), fou.SetAttributes(self, **model):
+            yield self
 
-def check_classes(classes: Any) -> list[str]:
-    """``classes`` as a list, if it is a non-empty sequence of distinct, non-blank strings;
-    otherwise a ValueError saying which entry is wrong."""
-    if isinstance(classes, str) or not isinstance(classes, Iterable):
-        raise ValueError(f"classes must be a list of class names, got {classes!r}")
-    classes = list(classes)
-    if not classes:
-        raise ValueError("classes is empty; give at least one class name, e.g. "
-                         "['cooking', 'swimming']")
-    for index, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"class {index} is {name!r}; class names must be non-empty text")
-    repeated = sorted(name for name, count in Counter(classes).items() if count > 1)
-    if repeated:
-        # Two equal names would split one class's probability between two labels.
-        raise ValueError(f"classes must be distinct; repeated: {repeated}")
-    return classes
+    def require_text(self) -> None:
+        """Checks now, before any video is decoded, that this model can embed text: an LvT
+        model whose tokenizer loads and fits it. Runs that will need text call this first."""
+        self._require_text("embed text prompts")
+        with self._lock:
+            self._get_tokenizer()
+
+
+def _ways_to_pass(model_name: str, key: str, flag: str, filename: str) -> list[str]:
+    """How a FiftyOne user points this package at a local file, in each place they may be."""
+    path = f"/path/to/{filename}"
+    return [
+        f"Python: foz.load_zoo_model({model_name!r}, {key}={path!r}), and for a similarity "
+        f"index fob.compute_similarity(..., model={model_name!r}, "
+        f"model_kwargs={{{key!r}: {path!r}}}) (add 'tokenizer_path' for text search)",
+        f"command line: {flag} {path}",
+    ]
 
 
 def _reader_support(reader: etav.VideoReader) -> tuple[int, int] | None:

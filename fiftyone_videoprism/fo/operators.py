@@ -17,7 +17,6 @@ worker loads the same files.
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import queue
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -29,15 +28,15 @@ import fiftyone.core.labels as fol
 import fiftyone.core.utils as fou
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-import fiftyone.zoo as foz
 
 from fiftyone_videoprism.core import zeroshot
-from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo import loading, runs
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
                                              DEFAULT_LABEL_FIELD, DEFAULT_MODEL)
-from fiftyone_videoprism.fo.zoo import register_zoo, zoo_model_names
+from fiftyone_videoprism.core.settings import DEFAULT_DTYPE, DEFAULT_RESIZE, DTYPES, RESIZE_MODES
+from fiftyone_videoprism.fo.zoo import zoo_model_names
 
 T = TypeVar("T")
 
@@ -100,13 +99,13 @@ class ComputeEmbeddings(foo.Operator):
 
     def execute(self, ctx) -> Generator[Any, None, None]:
         target = ctx.target_view()
-        model, _ = load_model(ctx)
+        model, _ = model_from_form(ctx)
         field = ctx.params.get("embeddings_field") or DEFAULT_EMBEDDINGS_FIELD
         skip = ctx.params.get("existing", "skip") == "skip"
         stats = yield from run_with_progress(
             ctx, "Embedding videos",
             lambda progress: runs.compute_embeddings(target, model, field, skip_existing=skip,
-                                                      cache=True, progress=progress),
+                                                      progress=progress),
         )
         yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
 
@@ -150,23 +149,24 @@ class ZeroShotTag(foo.Operator):
     def execute(self, ctx) -> Generator[Any, None, None]:
         target = ctx.target_view()
         classes = resolve_classes(ctx)
-        model, _ = load_model(ctx)
-        model.config.classes = classes
-        model.config.prompt_templates = list(zeroshot.check_templates(
-            ctx.params.get("prompt_templates") or None))
-        model.store_logits = bool(ctx.params.get("store_logits", False))
+        templates = ctx.params.get("prompt_templates") or None
+        zeroshot.check_templates(templates)
+        top_k = ctx.params.get("top_k") or None
         field = ctx.params.get("label_field") or DEFAULT_LABEL_FIELD
-        stats = yield from run_with_progress(
-            ctx, "Tagging videos",
-            lambda progress: runs.apply_zero_shot(
-                target, model, field,
-                embeddings_field=ctx.params.get("embeddings_field") or None,
-                tag_samples=bool(ctx.params.get("tag_samples", False)),
-                top_k=ctx.params.get("top_k") or None,
-                cache=True,
-                progress=progress,
-            ),
-        )
+        runs.check_label_field(target, field,
+                               fol.Classifications if top_k else fol.Classification)
+        model, _ = model_from_form(ctx, text=True)
+
+        def tag(progress):
+            with model.run_settings(classes=classes, prompt_templates=templates,
+                                    store_logits=ctx.params.get("store_logits", False)):
+                return runs.apply_zero_shot(
+                    target, model, field,
+                    embeddings_field=ctx.params.get("embeddings_field") or None,
+                    tag_samples=bool(ctx.params.get("tag_samples", False)),
+                    top_k=top_k, progress=progress)
+
+        stats = yield from run_with_progress(ctx, "Tagging videos", tag)
         yield from finish(ctx, f"Tagged {stats.written} videos into '{field}' over "
                                f"{len(classes)} classes", stats)
 
@@ -203,13 +203,13 @@ class BuildTextIndex(foo.Operator):
 
     def execute(self, ctx) -> Generator[Any, None, None]:
         target = ctx.target_view()
-        model, model_kwargs = load_model(ctx)
+        model, model_kwargs = model_from_form(ctx, text=True)
         field = ctx.params.get("embeddings_field") or DEFAULT_EMBEDDINGS_FIELD
         brain_key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
         stats = yield from run_with_progress(
             ctx, "Embedding videos",
             lambda progress: runs.compute_embeddings(target, model, field, skip_existing=True,
-                                                      cache=True, progress=progress),
+                                                      progress=progress),
         )
         # By zoo name and load kwargs, not the model object: the index records them, so the App
         # server (another process) can load the text encoder for every query.
@@ -297,6 +297,15 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
     inputs.int("num_frames", min=1, label="Frames per video",
                description="Sampled uniformly over each video or clip; empty: the model's "
                            "trained count")
+    inputs.int("image_size", min=1, label="Frame size",
+               description="Side of the square frames, a multiple of 18; empty: 288")
+    inputs.enum("resize", list(RESIZE_MODES), default=DEFAULT_RESIZE, label="Resize",
+                description="squash: whole frame to a square (the original demo); "
+                            "center_crop: keep proportions, crop the centre (the original "
+                            "colab); *_swscale: the same resized by FFmpeg (faster, not the "
+                            "original's pixels)")
+    inputs.enum("dtype", list(DTYPES), default=DEFAULT_DTYPE, label="Precision",
+                description="float32 is the reference and the fastest on a CPU")
     inputs.int("batch_size", min=1, default=DEFAULT_BATCH_SIZE, label="Batch size",
                description="Videos per MLX call")
     inputs.bool("local_files", default=False, label="Local files",
@@ -451,26 +460,19 @@ def text_index_form(ctx, inputs: types.Object) -> None:
 
 
 def model_kwargs(ctx) -> dict[str, Any]:
-    """Zoo load kwargs from the form; local paths are made absolute so that other processes
-    (a delegated worker, the App server answering text queries) find the same files."""
-    kwargs: dict[str, Any] = {
-        "num_frames": ctx.params.get("num_frames"),
-        "batch_size": ctx.params.get("batch_size"),
-    }
-    if ctx.params.get("local_files", False):
-        for key in ("checkpoint_path", "tokenizer_path", "model_config"):
-            value = ctx.params.get(key)
-            if value:
-                kwargs[key] = os.path.abspath(os.path.expanduser(value))
-    return {k: v for k, v in kwargs.items() if v is not None}
+    """Zoo load kwargs from the form (:func:`fiftyone_videoprism.fo.loading.model_kwargs`)."""
+    local = ctx.params.get("local_files", False)
+    return loading.model_kwargs(
+        num_frames=ctx.params.get("num_frames"), batch_size=ctx.params.get("batch_size"),
+        image_size=ctx.params.get("image_size"), resize=ctx.params.get("resize"),
+        dtype=ctx.params.get("dtype"),
+        **{key: ctx.params.get(key) if local else None for key in loading.PATH_KEYS})
 
 
-def load_model(ctx):
-    """The chosen zoo model and its load kwargs (the zoo source is installed first, since this
-    process may be a fresh delegated worker)."""
-    register_zoo()
+def model_from_form(ctx, *, text: bool = False):
+    """The chosen zoo model and its load kwargs (:func:`fiftyone_videoprism.fo.loading.zoo_model`)."""
     kwargs = model_kwargs(ctx)
-    return foz.load_zoo_model(ctx.params.get("model", DEFAULT_MODEL), **kwargs), kwargs
+    return loading.zoo_model(ctx.params.get("model", DEFAULT_MODEL), kwargs, text=text), kwargs
 
 
 def resolve_classes(ctx) -> list[str]:
@@ -485,15 +487,14 @@ def resolve_classes(ctx) -> list[str]:
     if not value:
         raise ValueError("Enter at least one class name")
     if source == "text":
-        names = value.split(",")
+        names: list[str] | str = value
     elif source == "field":
         names = ctx.dataset.distinct(_label_path(ctx.dataset, value))
     else:
         names = Path(value).expanduser().read_text(encoding="utf-8").splitlines()
-    classes = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
-    if not classes:
+    if not [n for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]:
         raise ValueError(f"No class names in {value!r}")
-    return classes
+    return zeroshot.parse_classes(names)
 
 
 def text_indexes(dataset) -> list[str]:

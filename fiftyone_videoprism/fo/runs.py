@@ -18,7 +18,7 @@ What a long run over real, messy data can rely on:
   flight; running again with ``skip_existing=True`` does only what is missing. The error field
   is cleared before a result is written and the result before an error is written, so a sample
   is never left looking done with a stale state.
-- With ``cache``, each embedding is also stored on disk as soon as the model returns it, keyed
+- With ``cache`` (on by default), each embedding is also stored on disk as soon as the model returns it, keyed
   by the file's content and the model's ``embedding_key`` (:mod:`fiftyone_videoprism.core.cache`):
   a run killed between the model and the database, a recompute with the same settings, or the
   same video in another dataset or clips view reuses it instead of running the model again.
@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fiftyone.core.fields as fof
+import fiftyone.core.labels as fol
 import fiftyone.core.utils as fou
 import numpy as np
 
@@ -85,7 +86,7 @@ def compute_embeddings(
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
-    cache: CacheArg = None,
+    cache: CacheArg = True,
 ) -> RunStats:
     """Stores one (D,) float32 unit-norm embedding per video or clip in ``embeddings_field``.
 
@@ -103,11 +104,14 @@ def compute_embeddings(
             ``fo.config.show_progress_bars``, or a callback)
         error_field (None): string field for each failed sample's error; default
             ``<embeddings_field>_error``
-        cache (None): an :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, a folder for
-            one, or True for the default folder; None uses no cache
+        cache (True): the on-disk embeddings cache, so that a second run over the same files
+            and settings computes nothing: True for the default folder
+            (``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``), a folder, an
+            :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, or False for none
     """
     error_field = error_field or f"{embeddings_field}_error"
     _check_fields(embeddings_field, error_field)
+    prepare_embeddings_field(samples, embeddings_field, model, replace=not skip_existing)
     pending, skipped = samples, 0
     if skip_existing and samples.has_field(embeddings_field):
         pending = samples.exists(embeddings_field, False)
@@ -136,7 +140,7 @@ def apply_zero_shot(
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
-    cache: CacheArg = None,
+    cache: CacheArg = True,
 ) -> RunStats:
     """Stores a zero-shot :class:`fiftyone.core.labels.Classification` over
     ``model.config.classes`` for every video or clip in ``label_field`` (LvT models only), or
@@ -157,14 +161,23 @@ def apply_zero_shot(
         progress (None): FiftyOne's progress argument
         error_field (None): string field for each failed sample's error; default
             ``<label_field>_error``
-        cache (None): as in :func:`compute_embeddings`
+        cache (True): as in :func:`compute_embeddings`
     """
-    # A video-only model, bad classes or a bad top_k fail here, before anything is decoded.
+    # A video-only model, bad classes, a bad top_k or a field of another type or model fail
+    # here, before anything is decoded.
     model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
     error_field = error_field or f"{label_field}_error"
     _check_fields(label_field, error_field)
+    label_type = fol.Classifications if top_k is not None else fol.Classification
+    previous_tags = prepare_label_field(samples, label_field, label_type, model,
+                                        tag_samples=tag_samples)
     if embeddings_field is not None:
         _check_fields(embeddings_field, error_field)
+        # Stored vectors are reused only when this model made them.
+        prepare_embeddings_field(samples, embeddings_field, model, replace=False)
+    if previous_tags:
+        # The tags an earlier run of this field added would otherwise outlive its labels.
+        samples.untag_samples(previous_tags)
 
     def write_labels(ids: list[str], embeddings: np.ndarray) -> None:
         labels = model.classify(embeddings, top_k)
@@ -200,6 +213,121 @@ def apply_zero_shot(
     stats = dataclasses.replace(stats, written=stats.written + reused, error_field=error_field)
     _summarise("apply_zero_shot", stats, error_field)
     return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance: what made each output field
+
+
+# Key under a field's ``info`` where the model that wrote it is recorded.
+PROVENANCE_KEY = "fiftyone_videoprism"
+
+
+class ProvenanceError(ValueError):
+    """An output field holds results of another model, or of another kind."""
+
+
+def field_provenance(samples, field: str) -> dict[str, Any] | None:
+    """What wrote ``field`` (:attr:`VideoPrismModel.provenance`, plus ``classes`` and ``tags``
+    for label fields), or None for a field this package did not write."""
+    declared = samples.get_field(field)
+    return None if declared is None else (declared.info or {}).get(PROVENANCE_KEY)
+
+
+def describe_provenance(provenance: dict[str, Any] | None) -> str:
+    """One line naming a model and its settings, for messages."""
+    if not provenance:
+        return "an unknown model (the field was not written by fiftyone-videoprism)"
+    return (f"{provenance['model']} ({provenance['num_frames']} frames at "
+            f"{provenance['image_size']} px, resize {provenance['resize']}, "
+            f"{provenance['dtype']}, weights {provenance['weights']})")
+
+
+def prepare_embeddings_field(samples, field: str, model: VideoPrismModel, *,
+                             replace: bool) -> None:
+    """Declares ``field`` as a vector field recording ``model``'s provenance, or checks that it
+    already holds this model's vectors.
+
+    A field of another model is refused, since its vectors cannot be compared with this
+    model's (base and LvT are both 768-d: nothing else would notice). With ``replace`` and
+    ``samples`` covering every stored vector, the old vectors are cleared first instead, so an
+    interrupted replacement leaves missing vectors (resumable), never a mix.
+
+    Raises:
+        ProvenanceError: the field holds something else, or another model's vectors
+    """
+    dataset = samples._dataset
+    mine = model.provenance
+    declared = dataset.get_field(field)
+    if declared is None:
+        dataset.add_sample_field(field, fof.VectorField, info={PROVENANCE_KEY: mine})
+        return
+    if not isinstance(declared, (fof.VectorField, fof.ListField)):
+        raise ProvenanceError(
+            f"field '{field}' holds {type(declared).__name__} values, not embeddings; write "
+            f"the embeddings to another field (--field NAME / embeddings_field=...)")
+    theirs = (declared.info or {}).get(PROVENANCE_KEY)
+    if theirs is not None and theirs.get("embedding_key") == mine["embedding_key"]:
+        return
+    stored = dataset.exists(field)
+    covered = replace and not len(stored.exclude(samples.values("id")))
+    if len(stored) and not covered:
+        raise ProvenanceError(
+            f"field '{field}' holds embeddings of {describe_provenance(theirs)}, and this run "
+            f"uses {describe_provenance(mine)}: one field must not mix the two. Recompute "
+            f"the whole field (--recompute; Python: skip_existing=False on the whole "
+            f"dataset) or write to another field (--field NAME / embeddings_field=...)")
+    if len(stored):
+        stored.set_field(field, None).save()
+    declared.info = {**(declared.info or {}), PROVENANCE_KEY: mine}
+    declared.save()
+
+
+def check_label_field(samples, field: str, label_type: type) -> None:
+    """Raises ProvenanceError unless ``field`` is new or holds ``label_type`` labels."""
+    declared = samples._dataset.get_field(field)
+    if declared is None:
+        return
+    held = getattr(declared, "document_type", None)
+    if held is not label_type:
+        what = held.__name__ if held is not None else type(declared).__name__
+        raise ProvenanceError(
+            f"field '{field}' holds {what} labels and this run writes {label_type.__name__}"
+            f" ({'top-k' if label_type is fol.Classifications else 'one label per video'}"
+            f"); use another label field (--label-field NAME / label_field=...) or delete "
+            f"it first: dataset.delete_sample_field({field!r})")
+
+
+def label_counts(samples, field: str) -> dict[str, int]:
+    """Videos per label in a zero-shot field; for top-k labels, per best label."""
+    if samples.get_field(field).document_type is fol.Classifications:
+        best = [labels.classifications[0].label
+                for labels in samples.exists(field).values(field) if labels.classifications]
+        return dict(Counter(best))
+    return samples.count_values(f"{field}.label")
+
+
+def prepare_label_field(samples, field: str, label_type: type, model: VideoPrismModel, *,
+                        tag_samples: bool) -> list[str]:
+    """Declares ``field`` for ``label_type`` labels recording the model, classes and tags of
+    this run, after :func:`check_label_field`; returns the sample tags the previous run of
+    this field added (to remove before tagging again)."""
+    check_label_field(samples, field, label_type)
+    dataset = samples._dataset
+    declared = dataset.get_field(field)
+    previous: dict[str, Any] = {}
+    if declared is not None:
+        previous = (declared.info or {}).get(PROVENANCE_KEY) or {}
+    else:
+        dataset.add_sample_field(field, fof.EmbeddedDocumentField, embedded_doc_type=label_type)
+        declared = dataset.get_field(field)
+    classes = list(model.config.classes)
+    declared.info = {**(declared.info or {}), PROVENANCE_KEY: {
+        **model.provenance, "classes": classes,
+        "prompt_templates": list(model.config.prompt_templates),
+        "tags": classes if tag_samples else []}}
+    declared.save()
+    return list(previous.get("tags") or [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,106 +382,132 @@ def _run(samples, model: VideoPrismModel, writes: _Writes, cache: EmbeddingsCach
          skip_failures: bool, progress: Any) -> RunStats:
     """Takes embeddings from the cache or decodes (prefetching) and embeds full batches; saves
     each model batch as soon as it is computed."""
-    ids, paths = samples.values(["id", "filepath"])
-    if not ids:
-        return RunStats(0, [])
-    # A clips view's samples carry their [first, last] frame support.
-    if isinstance(samples.get_field("support"), fof.FrameSupportField):
-        supports = [tuple(s) for s in samples.values("support")]
-    else:
-        supports = [None] * len(ids)
-    path_of = dict(zip(ids, paths, strict=True))
-    model_key = model.embedding_key if cache is not None else None
-    batch_size = model.config.batch_size
-    computed = 0
-    keys: dict[str, str] = {}  # sample ID -> cache key, filled by the decode thread
+    return _Run(samples, model, writes, cache, skip_failures).run(progress)
 
-    def hashed(items: list[_Item]) -> Iterator[_Item]:
+
+class _Run:
+    """One pass over a collection: cache hits first, then the rest decoded in a background
+    thread and embedded ``batch_size`` videos per model call."""
+
+    def __init__(self, samples, model: VideoPrismModel, writes: _Writes,
+                 cache: EmbeddingsCache | None, skip_failures: bool) -> None:
+        self.samples, self.model, self.writes = samples, model, writes
+        self.cache, self.skip_failures = cache, skip_failures
+        # Turned off (not the cache itself: the decode thread still reads keys) when the
+        # cache folder cannot be written.
+        self.store = cache is not None
+        self.model_key = model.embedding_key if cache is not None else None
+        self.keys: dict[str, str] = {}  # sample ID -> cache key, filled by the decode thread
+        self.batch: list[tuple[str, np.ndarray]] = []
+        self.computed = 0
+        self.pb: Any = None
+
+    def run(self, progress: Any) -> RunStats:
+        ids, paths = self.samples.values(["id", "filepath"])
+        if not ids:
+            return RunStats(0, [])
+        # A clips view's samples carry their [first, last] frame support.
+        if isinstance(self.samples.get_field("support"), fof.FrameSupportField):
+            supports = [tuple(s) for s in self.samples.values("support")]
+        else:
+            supports = [None] * len(ids)
+        self.path_of = dict(zip(ids, paths, strict=True))
+        with contextlib.ExitStack() as stack:
+            self.pb = stack.enter_context(fou.ProgressBar(total=len(ids), progress=progress))
+            misses = self._take_known_hits(list(zip(ids, paths, supports, strict=True)))
+            frames = stack.enter_context(contextlib.closing(video.iter_frames(
+                self._hashed(misses), self.model.num_frames, self.model.image_size,
+                resize=self.model.config.resize, prefetch=self.model.config.batch_size)))
+            for sample_id, decoded in frames:
+                if isinstance(decoded, Exception):
+                    if not self.skip_failures and self.batch:
+                        self._embed_batch()  # the videos decoded before this one are kept
+                    self._fail([sample_id], decoded)
+                else:
+                    self._decoded(sample_id, decoded)
+                if len(self.writes) >= _WRITE_CHUNK:
+                    self.writes.flush()
+            if self.batch:
+                self._embed_batch()
+            self.writes.flush()
+        return RunStats(self.writes.written, list(self.writes.errors), computed=self.computed,
+                        errors=self.writes.errors)
+
+    def _take_known_hits(self, items: list[_Item]) -> list[_Item]:
+        """Saves the cache hits found by stat alone (no video read); returns the rest, whose
+        files are hashed in the decode thread, where that full read overlaps the model."""
+        misses = []
         for sample_id, path, support in items:
-            if cache is not None:
+            digest = self.cache.known_digest(path) if self.cache is not None else None
+            vector = (self.cache.get(self.cache.key(self.model_key, digest, support))
+                      if digest else None)
+            if vector is None:
+                misses.append((sample_id, path, support))
+                continue
+            self._done(sample_id, vector)
+        self.writes.flush()
+        return misses
+
+    def _hashed(self, items: list[_Item]) -> Iterator[_Item]:
+        for sample_id, path, support in items:
+            if self.cache is not None:
                 try:
-                    keys[sample_id] = cache.key(model_key, cache.digest(path), support)
+                    self.keys[sample_id] = self.cache.key(self.model_key,
+                                                          self.cache.digest(path), support)
                 except OSError:
                     pass  # the decoder reports the missing or unreadable file with its cause
             yield sample_id, path, support
 
-    batch_ids: list[str] = []
-    batch_frames: list[np.ndarray] = []
+    def _decoded(self, sample_id: str, frames: np.ndarray) -> None:
+        # A file met under another path (or a clip cached by another run) may hit now.
+        key = self.keys.get(sample_id)
+        vector = self.cache.get(key) if self.cache is not None and key else None
+        if vector is not None:
+            self._done(sample_id, vector)
+            return
+        self.batch.append((sample_id, frames))
+        if len(self.batch) == self.model.config.batch_size:
+            self._embed_batch()
 
-    def fail(sample_ids: list[str], err: Exception) -> None:
-        if not skip_failures:
-            writes.flush()  # keep what was saved up before raising
+    def _done(self, sample_id: str, vector: np.ndarray) -> None:
+        self.writes.done(sample_id, vector)
+        self.pb.update()
+        if len(self.writes) >= _WRITE_CHUNK:
+            self.writes.flush()
+
+    def _fail(self, sample_ids: list[str], err: Exception) -> None:
+        if not self.skip_failures:
+            self.writes.flush()  # keep what was saved up before raising
             raise err
         for sample_id in sample_ids:
-            writes.fail(sample_id, _describe(err, path_of[sample_id]))
-        pb.update(len(sample_ids))
+            self.writes.fail(sample_id, _describe(err, self.path_of[sample_id]))
+        self.pb.update(len(sample_ids))
 
-    def embed_batch() -> None:
-        nonlocal computed, cache
+    def _embed_batch(self) -> None:
+        ids = [sample_id for sample_id, _ in self.batch]
         try:
-            embeddings = model.embed_frames(np.stack(batch_frames))
+            embeddings = self.model.embed_frames(np.stack([frames for _, frames in self.batch]))
         except Exception as err:  # FiftyOne's convention: a failed batch fails its samples
-            fail(batch_ids, err)
+            self.batch.clear()
+            self._fail(ids, err)
         else:
-            computed += len(batch_ids)
-            for sample_id, vector in zip(batch_ids, embeddings, strict=True):
-                if cache is not None and sample_id in keys:
-                    try:
-                        cache.put(keys[sample_id], vector)
-                    except OSError as err:
-                        logger.warning("Embeddings cache disabled for this run: cannot write "
-                                       "to %s (%s)", cache.folder, err)
-                        cache = None
-                writes.done(sample_id, vector)
-            pb.update(len(batch_ids))
-        writes.flush()
-        batch_ids.clear()
-        batch_frames.clear()
+            self.computed += len(ids)
+            for sample_id, vector in zip(ids, embeddings, strict=True):
+                self._store(sample_id, vector)
+                self.writes.done(sample_id, vector)
+            self.pb.update(len(ids))
+        self.writes.flush()
+        self.batch.clear()
 
-    with contextlib.ExitStack() as stack:
-        pb = stack.enter_context(fou.ProgressBar(total=len(ids), progress=progress))
-        # Cache hits found by stat alone need no video read; the other files are hashed in the
-        # decode thread, where that full read overlaps the model's work.
-        misses: list[_Item] = []
-        for sample_id, path, support in zip(ids, paths, supports, strict=True):
-            digest = cache.known_digest(path) if cache is not None else None
-            vector = cache.get(cache.key(model_key, digest, support)) if digest else None
-            if vector is None:
-                misses.append((sample_id, path, support))
-                continue
-            writes.done(sample_id, vector)
-            pb.update()
-            if len(writes) >= _WRITE_CHUNK:
-                writes.flush()
-        writes.flush()
-
-        frames_iter = stack.enter_context(contextlib.closing(video.iter_frames(
-            hashed(misses), model.num_frames, model.image_size, resize=model.config.resize,
-            prefetch=batch_size)))
-        for sample_id, frames in frames_iter:
-            if isinstance(frames, Exception):
-                if not skip_failures and batch_ids:
-                    embed_batch()  # the videos decoded before this one are kept
-                fail([sample_id], frames)
-            else:
-                # A file met under another path (or a clip cached by another run) may hit now.
-                key = keys.get(sample_id)
-                vector = cache.get(key) if cache is not None and key else None
-                if vector is not None:
-                    writes.done(sample_id, vector)
-                    pb.update()
-                else:
-                    batch_ids.append(sample_id)
-                    batch_frames.append(frames)
-                    if len(batch_ids) == batch_size:
-                        embed_batch()
-            if len(writes) >= _WRITE_CHUNK:
-                writes.flush()
-        if batch_ids:
-            embed_batch()
-        writes.flush()
-    return RunStats(writes.written, list(writes.errors), computed=computed,
-                    errors=writes.errors)
+    def _store(self, sample_id: str, vector: np.ndarray) -> None:
+        if not self.store or sample_id not in self.keys:
+            return
+        try:
+            self.cache.put(self.keys[sample_id], vector)
+        except OSError as err:
+            logger.warning("Embeddings cache disabled for this run: cannot write to %s (%s)",
+                           self.cache.folder, err)
+            self.store = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,35 +29,45 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fiftyone_videoprism.core import hub, video
+from fiftyone_videoprism.core import hub, zeroshot
 from fiftyone_videoprism.version import __version__
-from fiftyone_videoprism.core.configs import canonical_name, get_config
+from fiftyone_videoprism.core.configs import RELEASES, canonical_name, get_config
+from fiftyone_videoprism.core.settings import RESIZE_MODES
 
 logger = logging.getLogger(__name__)
 
 SOURCE_NAME = "fiftyone-videoprism"
 _SOURCE_DIR = Path(__file__).parent / "zoo_source"
-_SOURCE_FILES = ("manifest.json", "__init__.py")
+
+
+def _manifest() -> dict[str, Any]:
+    """The shipped manifest, with each model's Hub page filled in from its release."""
+    manifest = json.loads((_SOURCE_DIR / "manifest.json").read_text(encoding="utf-8"))
+    for entry in manifest["models"]:
+        entry["source"] = f"https://huggingface.co/{RELEASES[entry['base_name']].repo_id}"
+    return manifest
 
 
 def zoo_model_names() -> list[str]:
     """The zoo names this source provides."""
-    manifest = json.loads((_SOURCE_DIR / "manifest.json").read_text(encoding="utf-8"))
-    return [entry["base_name"] for entry in manifest["models"]]
+    return [entry["base_name"] for entry in _manifest()["models"]]
 
 
 def register_zoo() -> Path:
     """Installs the VideoPrism zoo source into ``fo.config.model_zoo_dir``; returns its folder.
 
-    Idempotent and offline: it copies two small files, rewriting them only when this package
+    Idempotent and offline: it writes two small files, rewriting them only when this package
     ships different ones (an upgrade). Download records of earlier loads are kept.
     """
     import fiftyone as fo
 
     target = Path(fo.config.model_zoo_dir) / SOURCE_NAME
     target.mkdir(parents=True, exist_ok=True)
-    for name in _SOURCE_FILES:
-        data = (_SOURCE_DIR / name).read_bytes()
+    contents = {
+        "manifest.json": (json.dumps(_manifest(), indent=2) + "\n").encode(),
+        "__init__.py": (_SOURCE_DIR / "__init__.py").read_bytes(),
+    }
+    for name, data in contents.items():
         dest = target / name
         if dest.is_file() and dest.read_bytes() == data:
             continue
@@ -85,10 +95,9 @@ def download_model(model_name: str, model_path: str) -> None:
         checkpoint = hub.checkpoint_file(name)
         tokenizer = hub.tokenizer_file() if get_config(name).is_lvt else None
     except hub.WeightsUnavailableError as err:
-        logger.warning(
-            "%s was not downloaded: %s\nIt still loads from local files: "
-            "load_zoo_model(%r, checkpoint_path=..., tokenizer_path=...)", name, err, model_name
-        )
+        # Not a warning: local files given to load_zoo_model still load, and when none are,
+        # loading the model reports this once, with the fix, where the user looks.
+        logger.debug("%s was not downloaded: %s", name, err)
         return
     record = {
         "model": name,
@@ -109,9 +118,7 @@ def load_model(model_name: str, model_path: str, **kwargs: Any):
     """Zoo hook: a :class:`~fiftyone_videoprism.fo.model.VideoPrismModel`.
 
     ``kwargs`` are :class:`~fiftyone_videoprism.fo.model.VideoPrismModelConfig` keys
-    (``checkpoint_path``, ``tokenizer_path``, ``model_config``, ``num_frames``, ``image_size``,
-    ``resize``, ``batch_size``, ``classes``, ``prompt_templates``, ``temperature``,
-    ``store_logits``). ``model_path`` is the download record; the weights are located again
+    (:data:`~fiftyone_videoprism.fo.model.CONFIG_KEYS`). ``model_path`` is the download record; the weights are located again
     through hub.py, so explicit paths and environment variables always win over it.
     """
     from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
@@ -149,7 +156,7 @@ def resolve_input(model_name: str, ctx: Any):
     )
     inputs.enum(
         "resize",
-        list(video.RESIZE_MODES),
+        list(RESIZE_MODES),
         default="squash",
         label="Resize",
         description="squash: whole frame to a square (the original demo); "
@@ -165,7 +172,7 @@ def parse_parameters(model_name: str, ctx: Any, params: dict[str, Any]) -> None:
     """Zoo hook: turns the form's values into load kwargs, in place (comma-separated classes
     become a list; empty values are dropped so that defaults apply)."""
     classes = params.get("classes")
-    if isinstance(classes, str):
-        params["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+    if isinstance(classes, str) and classes.strip():
+        params["classes"] = zeroshot.parse_classes(classes)
     for key in [k for k, v in params.items() if v in (None, "", [])]:
         del params[key]
