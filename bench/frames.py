@@ -31,6 +31,7 @@ from PIL import Image
 
 from av.video.reformatter import VideoReformatter
 
+from bench.common import median_seconds
 from fiftyone_videoprism.core import video
 
 # The original repository's demo clip, in the shared fixtures beside the checkout.
@@ -123,8 +124,8 @@ def main() -> None:
                     for frame in frames:
                         video._to_rgb(frame, reformatter, s, mode)
                 convert_s = _least_cpu_seconds(convert, args.repeats)
-                read_s = _least_cpu_seconds(lambda: video.read_frames(path, t, s, resize=mode),
-                                            args.repeats)
+                read_s = _least_cpu_seconds(
+                    lambda: video.read_frames(path, t, s, resize=mode), args.repeats)
                 diff = np.abs(video.read_frames(path, t, s, resize=mode).astype(np.int16)
                               - reference[mode.removesuffix("_swscale")])
                 print(f"| {path.name} | {w}x{h} | `{mode}` | "
@@ -134,13 +135,7 @@ def main() -> None:
 
 def _least_cpu_seconds(run: Callable[[], object], repeats: int) -> float:
     """This process's least CPU time (all threads) over ``repeats`` runs, after a warm-up."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        run()
-        times.append(time.process_time() - start)
-    return min(times)
+    return min(median_seconds(run, repeats, clock=time.process_time)[1])
 
 
 def _decoded_frames(path: Path, count: int) -> list[av.VideoFrame]:
