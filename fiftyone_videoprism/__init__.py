@@ -32,6 +32,13 @@ _LAZY = {
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
     "field_provenance": "fiftyone_videoprism.fo.runs",
+    "load_classifier": "fiftyone_videoprism.core.heads",
+    "FeatureStore": "fiftyone_videoprism.core.features",
+    "train_classifier": "fiftyone_videoprism.fo.classify",
+    "apply_classifier": "fiftyone_videoprism.fo.classify",
+    "load_head": "fiftyone_videoprism.fo.classify",
+    "save_confusion_matrix": "fiftyone_videoprism.fo.classify",
+    "VideoPrismClassifier": "fiftyone_videoprism.fo.classify",
 }
 
 __all__ = ["__version__", *_LAZY]
