@@ -452,7 +452,9 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
                description="Side of the square frames, a multiple of 18; empty: 288")
     inputs.enum("resize", list(RESIZE_MODES), default=DEFAULT_RESIZE, label="Resize",
                 description="squash: whole frame to a square (the original demo); "
-                            "center_crop: keep proportions, crop the centre")
+                            "center_crop: keep proportions, crop the centre (the original "
+                            "colab); *_swscale: the same resized by FFmpeg (faster, not the "
+                            "original's pixels)")
     inputs.enum("dtype", list(DTYPES), default=DEFAULT_DTYPE, label="Precision",
                 description="float32 is the reference and the fastest on a CPU")
     inputs.int("batch_size", min=1, default=DEFAULT_BATCH_SIZE, label="Batch size",
