@@ -36,6 +36,7 @@ _LAZY = {
     "compute_moments": "fiftyone_videoprism.fo.moments",
     "find_moments": "fiftyone_videoprism.fo.moments",
     "tag_moments": "fiftyone_videoprism.fo.moments",
+    "build_index": "fiftyone_videoprism.fo.index",
     "field_provenance": "fiftyone_videoprism.fo.runs",
     "load_classifier": "fiftyone_videoprism.core.heads",
     "FeatureStore": "fiftyone_videoprism.core.features",
