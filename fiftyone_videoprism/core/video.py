@@ -254,7 +254,6 @@ def stream_frames(
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream_index = stream.index
-        sar = stream.sample_aspect_ratio
         scan = _scan(container, stream, path, stop_after=wanted[-1])
     if wanted[-1] >= scan.count:
         raise VideoDecodeError(f"{path}: frame {wanted[-1] + 1} (1-based) is past the end "
@@ -263,7 +262,7 @@ def stream_frames(
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
         counts.converted += 1
-        return _to_rgb(frame, reformatter, size, resize, float(sar) if sar else 1.0)
+        return _to_rgb(frame, reformatter, size, resize)
 
     done = 0  # frames yielded so far
     if scan.frames is not None:
