@@ -32,6 +32,7 @@ _LAZY = {
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
     "field_provenance": "fiftyone_videoprism.fo.runs",
+    "build_map": "fiftyone_videoprism.fo.maps",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -23,7 +23,8 @@ from typing import Any
 
 from fiftyone_videoprism.core.settings import DTYPES, RESIZE_MODES
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
-                                             DEFAULT_MODEL, DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
+                                             DEFAULT_MODEL, RUN_SUMMARY_LOG_KEY,
+                                             DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 from fiftyone_videoprism.version import __version__
 
 
@@ -31,12 +32,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    _quiet_run_summaries()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as err:
         # Bad input or missing files: the message says what to fix; no traceback needed.
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def _quiet_run_summaries() -> None:
+    """Drops the runs' failure-summary log records: the commands print the same counts from
+    RunStats on stdout (see :func:`_report`)."""
+    import logging
+
+    runs_logger = logging.getLogger("fiftyone_videoprism.fo.runs")
+    if _not_a_run_summary not in runs_logger.filters:
+        runs_logger.addFilter(_not_a_run_summary)
+
+
+def _not_a_run_summary(record) -> bool:
+    return not getattr(record, RUN_SUMMARY_LOG_KEY, False)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -137,6 +153,9 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--backend", help="similarity backend (default: FiftyOne's, sklearn)")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
+    embed.add_argument("--no-map", dest="map", action="store_false",
+                       help="skip the embeddings map (a 2-D layout of the embeddings for the "
+                            "App's Embeddings panel, brain key <field>_map)")
     embed.add_argument("--query", help="print the top matches of this text query")
     embed.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
     embed.set_defaults(run=_embed)
@@ -174,7 +193,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{len(paths)} sample clips in {args.folder}")
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
-        backend=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
+        backend=None, recompute=False, map=True, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
         templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False,
         top_k=None)
     return _embed(args)
@@ -232,7 +251,10 @@ def _embed(args: argparse.Namespace) -> int:
           + (" (text search enabled)" if model.can_embed_prompts else ""))
 
     if classes:
-        _zero_shot(dataset, model, classes, args)
+        # Over the embedded videos: the ones that failed were just reported.
+        _zero_shot(dataset.exists(args.field), model, classes, args)
+    if args.map:
+        _map(dataset, args.field, args.label_field if classes else None)
 
     view = dataset.view()
     if args.query:
@@ -289,7 +311,9 @@ def _dataset_for(source: str, name: str | None):
     if new:
         dataset.add_samples([fo.Sample(filepath=p) for p in new])
         # Frame counts, rates and sizes, which the App and clips views read.
-        dataset.select_by("filepath", new).compute_metadata()
+        # Without warnings: a file FiftyOne cannot probe fails to embed too, and that error,
+        # with its cause, is the one the user reads.
+        dataset.select_by("filepath", new).compute_metadata(warn_failures=False)
     return dataset
 
 
@@ -341,6 +365,13 @@ def _zero_shot(dataset, model, classes: list[str], args: argparse.Namespace) -> 
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
     best = " (the best of each video's top {})".format(args.top_k) if args.top_k else ""
     print(f"Zero-shot labels in '{args.label_field}'{best}: {summary}")
+
+
+def _map(dataset, field: str, label_field: str | None) -> None:
+    from fiftyone_videoprism.fo import maps
+
+    text = maps.describe_map(maps.build_map(dataset, field, label_field=label_field), field)
+    print(text[0].upper() + text[1:])
 
 
 def _print_matches(dataset, query: str, brain_key: str, k: int):

@@ -29,8 +29,8 @@ import fiftyone.core.utils as fou
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_videoprism.core import zeroshot
-from fiftyone_videoprism.fo import loading, runs
+from fiftyone_videoprism.core import blas, zeroshot
+from fiftyone_videoprism.fo import loading, maps, outputs, runs
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
@@ -95,6 +95,7 @@ class ComputeEmbeddings(foo.Operator):
                 choices.add_choice("overwrite", label=f"Recompute all {len(target)} videos")
                 inputs.enum("existing", choices.values(), default="skip", view=choices,
                             label=f"'{field}' already exists")
+        map_form(ctx, inputs, field)
         return types.Property(inputs, view=types.View(label="Compute VideoPrism embeddings"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -107,7 +108,12 @@ class ComputeEmbeddings(foo.Operator):
             lambda progress: runs.compute_embeddings(target, model, field, skip_existing=skip,
                                                       progress=progress),
         )
-        yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
+        message, links = f"Embedded {stats.written} videos into '{field}'", []
+        if ctx.params.get("build_map", True):
+            built = maps.build_map(target, field, label_field=_newest(zero_shot_fields(target)))
+            message += "; " + maps.describe_map(built, field)
+            links = map_links(built)
+        yield from finish(ctx, message, stats, links=links)
 
 
 class ZeroShotTag(foo.Operator):
@@ -140,7 +146,7 @@ class ZeroShotTag(foo.Operator):
         inputs.bool("tag_samples", default=False, label="Also add sample tags",
                     description="Add each video's predicted class to its sample tags")
         embeddings_field_form(
-            ctx, inputs, None,
+            ctx, inputs, stored_embeddings_field(ctx, None),
             "Optional: embeddings of the same model are reused from this field (no "
             "decoding), and new ones are stored there",
         )
@@ -167,8 +173,14 @@ class ZeroShotTag(foo.Operator):
                     top_k=top_k, progress=progress)
 
         stats = yield from run_with_progress(ctx, "Tagging videos", tag)
-        yield from finish(ctx, f"Tagged {stats.written} videos into '{field}' over "
-                               f"{len(classes)} classes", stats)
+        labelled = target.exists(field)
+        if not top_k:
+            labelled = labelled.sort_by(f"{field}.confidence", reverse=True)
+        yield from finish(
+            ctx, f"Tagged {stats.written} videos into '{field}' over {len(classes)} classes",
+            stats, distribution=runs.label_counts(target, field),
+            links=[outputs.ViewLink(f"Show the {len(labelled)} labelled videos"
+                                    + ("" if top_k else ", most confident first"), labelled)])
 
 
 class BuildTextIndex(foo.Operator):
@@ -185,7 +197,7 @@ class BuildTextIndex(foo.Operator):
         new_brain_key_form(ctx, inputs)
         model_form(ctx, inputs, text=True)
         field = embeddings_field_form(
-            ctx, inputs, DEFAULT_EMBEDDINGS_FIELD,
+            ctx, inputs, stored_embeddings_field(ctx, DEFAULT_EMBEDDINGS_FIELD),
             "Embeddings already in this field are reused (they must come from the same model "
             "and settings); missing ones are computed and stored there",
         )
@@ -221,8 +233,11 @@ class BuildTextIndex(foo.Operator):
             brain_key=brain_key,
             backend=ctx.params.get("backend"),
         )
-        yield from finish(ctx, f"Built text index '{brain_key}' over {len(target)} videos",
-                          stats)
+        yield from finish(
+            ctx, f"Built text index '{brain_key}' over {len(target)} videos", stats,
+            links=[outputs.OperatorLink("Search it by text",
+                                        f"{self.plugin_name}/search_by_text",
+                                        {"brain_key": brain_key})])
 
 
 class SearchByText(foo.Operator):
@@ -275,6 +290,10 @@ class SearchByText(foo.Operator):
             ctx.dataset.save_view(saved, view)
         if not ctx.delegated:
             yield ctx.ops.set_view(view)
+        message = f"{len(view)} matches for {ctx.params['query']!r}" + (
+            f", saved as the view '{saved}'" if saved else "")
+        yield from outputs.show_results(ctx, outputs.RunResult(
+            message, links=[outputs.ViewLink("Show the matches, best first", view)]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +347,15 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
         elif key == "model_config" and value and not ctx.params.get("checkpoint_path"):
             prop.invalid = True
             prop.error_message = "An architecture override needs its checkpoint too"
+
+
+def map_form(ctx, inputs: types.Object, field: str | None) -> None:
+    """The "embeddings map" checkbox (on by default: the map costs little next to the
+    embeddings; see :mod:`fiftyone_videoprism.fo.maps`)."""
+    key = maps.map_brain_key(field or DEFAULT_EMBEDDINGS_FIELD)
+    inputs.bool("build_map", default=True, label="Embeddings map",
+                description=f"Lay the embeddings out in 2-D for the App's Embeddings panel "
+                            f"(brain key '{key}', replaced if it exists)")
 
 
 def embeddings_field_form(ctx, inputs: types.Object, default: str | None,
@@ -495,6 +523,31 @@ def resolve_classes(ctx) -> list[str]:
     return zeroshot.parse_classes(names)
 
 
+def zero_shot_fields(samples) -> list[str]:
+    """Label fields this package's zero-shot runs wrote, oldest first."""
+    schema = samples.get_field_schema(embedded_doc_type=_ZERO_SHOT_TYPES)
+    return [name for name in schema
+            if (runs.field_provenance(samples, name) or {}).get("classes") is not None]
+
+
+def embeddings_fields(samples) -> list[str]:
+    """Vector fields this package wrote."""
+    return [name for name, field in samples.get_field_schema().items()
+            if _is_vector_field(field) and runs.field_provenance(samples, name) is not None]
+
+
+def stored_embeddings_field(ctx, fallback: str | None) -> str | None:
+    """A form's default embeddings field: the default field, else the newest one that the
+    chosen model wrote, else ``fallback``."""
+    target = ctx.target_view()
+    model = ctx.params.get("model", DEFAULT_MODEL)
+    mine = [name for name in embeddings_fields(target)
+            if runs.field_provenance(target, name).get("model") == model]
+    if DEFAULT_EMBEDDINGS_FIELD in mine:
+        return DEFAULT_EMBEDDINGS_FIELD
+    return _newest(mine) or fallback
+
+
 def text_indexes(dataset) -> list[str]:
     """Brain keys of the similarity indexes of ``dataset`` that accept text prompts."""
     return [key for key in dataset.list_brain_runs(type=fob.Similarity)
@@ -550,14 +603,32 @@ def run_with_progress(ctx, label: str,
     return future.result()
 
 
-def finish(ctx, message: str, stats: runs.RunStats) -> Generator[Any, None, None]:
-    """Tells the App what was done and shows the new fields (immediate runs only)."""
-    if stats.failed:
-        message += (f"; {len(stats.failed)} failed: their errors are in the field "
-                    f"'{stats.error_field}'")
-    if not ctx.delegated:
-        yield ctx.ops.reload_dataset()
-        yield ctx.ops.notify(message, variant="warning" if stats.failed else "success")
+def finish(ctx, message: str, stats: runs.RunStats, *,
+           distribution: dict[str, int] | None = None,
+           links: list[outputs.Link] = (),
+           ) -> Generator[Any, None, None]:
+    """Ends a run: the new fields, a notification and the results panel (counts, the label
+    ``distribution``, a button to the failures, then ``links``); see
+    :func:`fiftyone_videoprism.fo.outputs.show_results`."""
+    failed = len(stats.failed)
+    if failed:
+        message += f"; {failed} failed: their errors are in the field '{stats.error_field}'"
+    # The model ran slowly without a fast BLAS: said here, where an App user looks.
+    slow = blas.blas_info()["problem"] if stats.computed else None
+    yield from outputs.show_results(ctx, outputs.RunResult(
+        message, stats.written, failed, stats.error_field, distribution,
+        [*outputs.failures_link(ctx.target_view(), stats.error_field, failed), *links],
+        notes=[slow] if slow else []))
+
+
+def map_links(built: maps.EmbeddingsMap | None) -> list[outputs.PanelLink]:
+    """The button that opens the Embeddings panel on a map."""
+    return [] if built is None else [outputs.PanelLink(
+        f"Open the Embeddings panel ('{built.brain_key}')", "Embeddings")]
+
+
+def _newest(names: list[str]) -> str | None:
+    return names[-1] if names else None
 
 
 def _class_param(ctx) -> str | None:

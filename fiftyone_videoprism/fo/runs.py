@@ -43,6 +43,7 @@ import numpy as np
 
 from fiftyone_videoprism.core import video
 from fiftyone_videoprism.core.cache import EmbeddingsCache
+from fiftyone_videoprism.fo.defaults import RUN_SUMMARY_LOG_KEY
 from fiftyone_videoprism.fo.model import VideoPrismModel
 
 logger = logging.getLogger(__name__)
@@ -554,4 +555,4 @@ def _summarise(run: str, stats: RunStats, error_field: str) -> None:
         "is in its '%s' field: view.exists('%s')", run, stats.written, stats.computed,
         stats.skipped, len(stats.failed),
         ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()),
-        error_field, error_field)
+        error_field, error_field, extra={RUN_SUMMARY_LOG_KEY: True})
