@@ -300,12 +300,13 @@ def check_label_field(samples, field: str, label_type: type) -> None:
 
 
 def label_counts(samples, field: str) -> dict[str, int]:
-    """Videos per label in a zero-shot field; for top-k labels, per best label."""
+    """Videos per label in a zero-shot field (videos without one are not counted); for top-k
+    labels, per best label."""
     if samples.get_field(field).document_type is fol.Classifications:
         best = [labels.classifications[0].label
                 for labels in samples.exists(field).values(field) if labels.classifications]
         return dict(Counter(best))
-    return samples.count_values(f"{field}.label")
+    return samples.exists(field).count_values(f"{field}.label")
 
 
 def prepare_label_field(samples, field: str, label_type: type, model: VideoPrismModel, *,
