@@ -33,6 +33,13 @@ _LAZY = {
     "RunStats": "fiftyone_videoprism.fo.runs",
     "field_provenance": "fiftyone_videoprism.fo.runs",
     "build_map": "fiftyone_videoprism.fo.maps",
+    "load_classifier": "fiftyone_videoprism.core.heads",
+    "FeatureStore": "fiftyone_videoprism.core.features",
+    "train_classifier": "fiftyone_videoprism.fo.classify",
+    "apply_classifier": "fiftyone_videoprism.fo.classify",
+    "load_head": "fiftyone_videoprism.fo.classify",
+    "save_confusion_matrix": "fiftyone_videoprism.fo.classify",
+    "VideoPrismClassifier": "fiftyone_videoprism.fo.classify",
 }
 
 __all__ = ["__version__", *_LAZY]

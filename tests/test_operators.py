@@ -174,6 +174,13 @@ def test_forms_explain_bad_input(installed_plugin, dataset, tiny_models,
     assert "brain_key" in form_errors("search_by_text", dataset,
                                       {"brain_key": "taken", "query": "red"})
 
+    # Apply classifier: a head path with nothing there; a label field of another type.
+    errors = form_errors("apply_classifier", dataset,
+                         {**params, "head_path": str(tmp_path / "none.json"),
+                          "label_field": "filepath"})
+    assert errors["head_path"].startswith("head file not found")
+    assert errors["label_field"].startswith("Field 'filepath' exists and holds other data")
+
 
 # ---------------------------------------------------------------------------------------------
 # Runs
@@ -254,3 +261,10 @@ def test_operators_run_delegated(installed_plugin, worker, dataset, tiny_models,
     run_delegated("search_by_text", dataset, {"brain_key": "vp_later", "query": query, "k": 2,
                                               "saved_view": "matches"})
     check_results(dataset, tiny_models, brain_key="vp_later", query=query)
+
+    # A classifier head trained by the worker (one video per class: no held-out share).
+    train = run_delegated("train_classifier", dataset, {
+        **params, "label_field": "ground_truth", "head": "linear", "epochs": 3,
+        "val_fraction": 0.0, "head_path": str(tmp_path / "head")})
+    assert train.status.progress is not None
+    assert (tmp_path / "head.safetensors").is_file() and (tmp_path / "head.json").is_file()

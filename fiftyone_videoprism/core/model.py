@@ -338,11 +338,13 @@ class FactorizedEncoder(nn.Module):
 
 
 class AttentionPooler(nn.Module):
-    """One learned query attending over all tokens; inner width 4*D, PerDimScale, no cap, LN."""
+    """One learned query attending over all tokens (the original's AttenTokenPoolingLayer with
+    num_queries=1): PerDimScale, no cap, LN. Inner width ``hidden_dim``: 4*D in the LvT models,
+    D in the original classifier's head."""
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, hidden_dim: int | None = None):
         super().__init__()
-        inner = 4 * dim
+        inner = 4 * dim if hidden_dim is None else hidden_dim
         self.num_heads = num_heads
         self.pooling_attention_query = mx.zeros((1, dim))
         self.query = nn.Linear(dim, inner)

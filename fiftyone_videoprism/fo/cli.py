@@ -7,9 +7,12 @@ by text, tag them zero-shot, from the shell.
     fiftyone-videoprism embed /path/to/videos --classes "cooking,swimming" --query "a dog" --app
     fiftyone-videoprism search videos "a person cooking" -k 5
     fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
+    fiftyone-videoprism train videos --labels ground_truth --head attention --out heads/mine
+    fiftyone-videoprism classify videos --head heads/mine.safetensors
 
 Each command calls the same public functions as the Python API and the plugin operators
-(:mod:`fiftyone_videoprism.fo.runs`, ``fob.compute_similarity``, ``sort_by_similarity``).
+(:mod:`fiftyone_videoprism.fo.runs`, :mod:`fiftyone_videoprism.fo.classify`,
+``fob.compute_similarity``, ``sort_by_similarity``).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_videoprism.core.settings import DTYPES, RESIZE_MODES
-from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
-                                             DEFAULT_MODEL, RUN_SUMMARY_LOG_KEY,
+from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_CLASSIFIER_FIELD,
+                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL,
+                                             RUN_SUMMARY_LOG_KEY,
                                              DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 from fiftyone_videoprism.version import __version__
 
@@ -55,20 +59,12 @@ def _not_a_run_summary(record) -> bool:
     return not getattr(record, RUN_SUMMARY_LOG_KEY, False)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fiftyone-videoprism",
-        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
-                    "FiftyOne datasets.",
-    )
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
+def _model_options(default: str | None) -> argparse.ArgumentParser:
+    """The model options shared by the commands; ``default`` is the ``--model`` default."""
     model = argparse.ArgumentParser(add_help=False)
     group = model.add_argument_group("model")
-    group.add_argument("--model", default=DEFAULT_MODEL,
-                       help="zoo model name (default: %(default)s)")
+    group.add_argument("--model", default=default,
+                       help=f"zoo model name (default: {default or 'the backbone of the head'})")
     group.add_argument("--checkpoint", help="local checkpoint file or folder (offline weights)")
     group.add_argument("--tokenizer", help="local c4_en SentencePiece .model file (LvT models)")
     group.add_argument("--model-config",
@@ -82,6 +78,20 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=DTYPES,
                        help="precision (default: float32, the fastest on a CPU)")
     group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 1, fastest on a CPU)")
+    return model
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiftyone-videoprism",
+        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
+                    "FiftyOne datasets.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    model = _model_options(DEFAULT_MODEL)
 
     zero_shot = argparse.ArgumentParser(add_help=False)
     group = zero_shot.add_argument_group("zero-shot tagging (LvT models)")
@@ -179,6 +189,42 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--field", default=DEFAULT_FIELD,
                      help="embeddings field to reuse and fill (default: %(default)s)")
     tag.set_defaults(run=_tag)
+
+    train = commands.add_parser(
+        "train", parents=[model], help="train a classifier head from a dataset's labels",
+        description="Trains a few-shot head on the frozen encoder from a Classification or "
+                    "Classifications field, or from sample tags (--labels tags --classes ...), "
+                    "saves it, and evaluates it on held-out samples with FiftyOne.")
+    train.add_argument("dataset", help="dataset name")
+    train.add_argument("--labels", required=True, metavar="FIELD",
+                       help="label field, or 'tags' (then --classes names the tags to learn)")
+    train.add_argument("--classes", help="comma-separated class names (default: all found)")
+    train.add_argument("--multi-label", action="store_true",
+                       help="with tags: a video may carry several of them")
+    train.add_argument("--head", choices=("attention", "linear"), default="attention",
+                       help="attention pooler on the tokens (the original's head) or linear "
+                            "probe on the embedding (default: %(default)s)")
+    train.add_argument("--out", help="head path stem (default: ./<dataset>_<labels>_<head>)")
+    train.add_argument("--epochs", type=int, default=100, help="at most (default: %(default)s)")
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
+    train.add_argument("--val-fraction", type=float, default=0.2,
+                       help="held-out share per class (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    train.set_defaults(run=_train)
+
+    classify = commands.add_parser(
+        "classify", parents=[_model_options(None)],
+        help="label a dataset's videos with a saved head",
+        description="Applies a head saved by 'train' to every video; the model defaults to "
+                    "the one the head was trained on.")
+    classify.add_argument("dataset", help="dataset name")
+    classify.add_argument("--head", required=True, metavar="PATH",
+                          help="the head's .safetensors or .json")
+    classify.add_argument("--label-field", default=DEFAULT_CLASSIFIER_FIELD,
+                          help="field for the labels (default: %(default)s)")
+    classify.add_argument("--store-logits", action="store_true",
+                          help="store per-class logits on each label")
+    classify.set_defaults(run=_classify)
     return parser
 
 
@@ -281,6 +327,60 @@ def _tag(args: argparse.Namespace) -> int:
     model, _ = _model_from_args(args, text=True)
     _zero_shot(dataset, model, classes, args)
     _maybe_launch(dataset.view(), args)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.fo import classify
+
+    dataset = _existing_dataset(args.dataset)
+    model, _ = _model_from_args(args, text=False)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    clf = classify.train_classifier(
+        dataset, model, args.labels, args.head, classes=classes,
+        multi_label=True if args.multi_label else None, val_fraction=args.val_fraction,
+        epochs=args.epochs, learning_rate=args.lr, seed=args.seed, progress=True)
+    stats = clf.feature_stats
+    print(f"Features of {stats.written} videos ({stats.computed} computed, the rest from the "
+          f"store)" + (f"; {len(stats.failed)} could not be read" if stats.failed else ""))
+    last = clf.history[-1]
+    print(f"Trained {len(clf.history)} epochs: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in last.items() if k != "epoch"))
+    path = clf.save(args.out or f"{dataset.name}_{args.labels}_{args.head}")
+    print(f"Saved the head to {path} (and {path.with_suffix('.json').name})")
+    if clf.evaluation is not None:
+        clf.evaluation.print_report()
+        plot = classify.save_confusion_matrix(clf.evaluation,
+                                              path.with_name(path.stem + "_confusion.png"))
+        print(f"Held-out accuracy {clf.evaluation.metrics()['accuracy']:.3f}; evaluation "
+              f"'{clf.evaluation.key}'; confusion matrix {plot}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.core import heads
+    from fiftyone_videoprism.fo import classify
+
+    dataset = _existing_dataset(args.dataset)
+    _, spec = heads.load_head(args.head)
+    if args.model is None:
+        args.model = spec.backbone.get("name")
+        if args.model is None:
+            raise ValueError(f"{args.head} was trained on a model given by its architecture; "
+                             f"pass --model, --model-config and --checkpoint")
+    for key, value in (("num_frames", spec.num_frames), ("image_size", spec.image_size),
+                       ("resize", spec.resize)):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    model, _ = _model_from_args(args, text=False)
+    clf = classify.load_head(args.head, model)
+    stats = classify.apply_classifier(dataset, clf, args.label_field,
+                                      store_logits=args.store_logits, progress=True)
+    _report("Classified", stats)
+    path = args.label_field + (".classifications.label" if clf.multi_label else ".label")
+    counts = dataset.count_values(path)
+    print(f"Labels in '{args.label_field}': " + ", ".join(
+        f"{name} {counts.get(name, 0)}" for name in clf.classes))
     return 0
 
 

@@ -10,6 +10,7 @@ DEFAULT_EMBEDDINGS_FIELD = "videoprism"
 DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
 DEFAULT_BRAIN_KEY = "videoprism"
 DEFAULT_DIST_FIELD = "videoprism_similarity"
+DEFAULT_CLASSIFIER_FIELD = "videoprism_classifier"
 # Log-record attribute marking a run's failure summary, which the CLI drops because it prints
 # the same counts itself.
 RUN_SUMMARY_LOG_KEY = "fiftyone_videoprism_run_summary"

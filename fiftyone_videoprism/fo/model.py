@@ -119,7 +119,35 @@ class VideoPrismModelConfig(foc.Config):
                                                            default=settings.DEFAULT_DTYPE))
 
 
-class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.LogitsMixin):
+class SelfDecodingVideoModel(fom.Model):
+    """A FiftyOne video model that decodes its own frames from the reader FiftyOne passes, so
+    it takes no transforms or preprocessing, and whose batches are stacked frames."""
+
+    @property
+    def media_type(self) -> str:
+        return "video"
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False
+
+    @property
+    def transforms(self) -> None:
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        return False
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        if value:
+            raise ValueError(f"{type(self).__name__} decodes its own frames; preprocess cannot "
+                             f"be enabled")
+
+
+class VideoPrismModel(SelfDecodingVideoModel, fom.EmbeddingsMixin, fom.PromptMixin,
+                      fom.LogitsMixin):
     """VideoPrism video encoders on MLX as a FiftyOne model for video collections.
 
     Every model embeds videos (one unit-norm vector per video or clip). The video-text (LvT)
@@ -199,10 +227,6 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     # -- capabilities ------------------------------------------------------------------------
 
     @property
-    def media_type(self) -> str:
-        return "video"
-
-    @property
     def is_lvt(self) -> bool:
         """True for the video-text (LvT) models, which embed text and classify zero-shot."""
         return self._net.config.is_lvt
@@ -218,23 +242,6 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     @property
     def has_logits(self) -> bool:
         return self.is_lvt
-
-    @property
-    def ragged_batches(self) -> bool:
-        return False
-
-    @property
-    def transforms(self) -> None:
-        return None
-
-    @property
-    def preprocess(self) -> bool:
-        return False
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        if value:
-            raise ValueError("VideoPrismModel decodes its own frames; preprocess cannot be enabled")
 
     @property
     def mlx_model(self):
@@ -261,10 +268,8 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         the pooling and the frame settings (``num_frames``, ``image_size``, ``resize``). Two
         models with equal keys give equal embeddings of the same video; the embeddings cache
         (:mod:`fiftyone_videoprism.core.cache`) keys entries by it."""
-        if self._weights_digest is None:
-            self._weights_digest = embedding.weights_digest(self._net)
         spec = {
-            "weights": self._weights_digest,
+            "weights": self.weights_digest,
             "architecture": self._net.config.to_dict(),
             "pooling": "attention" if self.is_lvt else "token_mean",
             "num_frames": self.num_frames,
@@ -279,11 +284,10 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         name, the :attr:`embedding_key` (the identity that decides whether two models give
         the same vectors) and the settings a person reads (weights digest, frames, size,
         resize, dtype)."""
-        self.embedding_key  # computes the weights digest once
         return {
             "model": self.config.model_name,
             "embedding_key": self.embedding_key,
-            "weights": self._weights_digest[:16],
+            "weights": self.weights_digest[:16],
             "num_frames": self.num_frames,
             "image_size": self.image_size,
             "resize": self.config.resize,
@@ -328,6 +332,19 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         embeddings (:func:`fiftyone_videoprism.core.embedding.embed_videos`)."""
         with self._lock:
             return embedding.embed_videos(self._net, frames)
+
+    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(B, T, S, S, 3) frames -> (B, T*N, D) float32 space-time tokens of the video
+        encoder (:func:`fiftyone_videoprism.core.embedding.video_tokens`)."""
+        with self._lock:
+            return embedding.video_tokens(self._net, frames)
+
+    @property
+    def weights_digest(self) -> str:
+        """SHA-256 of the weights (:func:`fiftyone_videoprism.core.embedding.weights_digest`)."""
+        if self._weights_digest is None:
+            self._weights_digest = embedding.weights_digest(self._net)
+        return self._weights_digest
 
     def embed(self, arg: Any) -> np.ndarray:
         """(D,) float32 unit-norm embedding of one video or clip (see :meth:`read_frames`)."""

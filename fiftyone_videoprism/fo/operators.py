@@ -1,12 +1,13 @@
 """FiftyOne plugin operators: embed videos, tag them zero-shot, build a text-searchable
-similarity index and search it by text, from the App (immediately or delegated) or with
+similarity index and search it by text, train and apply few-shot classifier heads, from the App (immediately or delegated) or with
 ``fiftyone.operators.execute_operator``.
 
 FiftyOne runs this file from a path under a made-up module name (through the shim that
 :func:`fiftyone_videoprism.fo.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
 so it imports the package absolutely. The operators only build forms and read parameters; the
 work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.fo.runs`,
-``fiftyone.brain.compute_similarity`` and ``sort_by_similarity``.
+:mod:`fiftyone_videoprism.fo.classify`, ``fiftyone.brain.compute_similarity`` and
+``sort_by_similarity``.
 
 Weights come from the Hugging Face Hub or the ``FIFTYONE_VIDEOPRISM_*`` environment variables
 of the process that runs the operator; the "Local files" section of each form points to local
@@ -17,11 +18,13 @@ worker loads the same files.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import fiftyone as fo
 import fiftyone.brain as fob
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
@@ -29,12 +32,13 @@ import fiftyone.core.utils as fou
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_videoprism.core import blas, zeroshot
-from fiftyone_videoprism.fo import loading, maps, outputs, runs
+from fiftyone_videoprism.core import blas, heads, zeroshot
+from fiftyone_videoprism.fo import classify, loading, maps, outputs, runs
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
-                                             DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
-                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL)
+                                             DEFAULT_CLASSIFIER_FIELD, DEFAULT_DIST_FIELD,
+                                             DEFAULT_EMBEDDINGS_FIELD, DEFAULT_LABEL_FIELD,
+                                             DEFAULT_MODEL)
 from fiftyone_videoprism.core.settings import DEFAULT_DTYPE, DEFAULT_RESIZE, DTYPES, RESIZE_MODES
 from fiftyone_videoprism.fo.zoo import zoo_model_names
 
@@ -173,14 +177,10 @@ class ZeroShotTag(foo.Operator):
                     top_k=top_k, progress=progress)
 
         stats = yield from run_with_progress(ctx, "Tagging videos", tag)
-        labelled = target.exists(field)
-        if not top_k:
-            labelled = labelled.sort_by(f"{field}.confidence", reverse=True)
         yield from finish(
             ctx, f"Tagged {stats.written} videos into '{field}' over {len(classes)} classes",
             stats, distribution=runs.label_counts(target, field),
-            links=[outputs.ViewLink(f"Show the {len(labelled)} labelled videos"
-                                    + ("" if top_k else ", most confident first"), labelled)])
+            links=[labelled_link(target, field)])
 
 
 class BuildTextIndex(foo.Operator):
@@ -294,6 +294,128 @@ class SearchByText(foo.Operator):
             f", saved as the view '{saved}'" if saved else "")
         yield from outputs.show_results(ctx, outputs.RunResult(
             message, links=[outputs.ViewLink("Show the matches, best first", view)]))
+
+
+class TrainClassifier(foo.Operator):
+    """Trains a few-shot head on the frozen encoder from a label field or sample tags, saves
+    it, and evaluates it on held-out samples with FiftyOne's evaluation."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("train_classifier", "Train classifier (VideoPrism)",
+                           "Train a classifier head on the frozen encoder from the labels "
+                           "in a field or the sample tags")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Train on")
+        model_form(ctx, inputs, text=False)
+        fields = sorted(ctx.dataset.get_field_schema(embedded_doc_type=_ZERO_SHOT_TYPES))
+        inputs.enum("label_field", [*fields, classify.TAGS], required=True,
+                             label="Labels", view=types.DropdownView(),
+                             description="A Classification field (single-label), a "
+                                         "Classifications field (multi-label), or the tags")
+        if ctx.params.get("label_field") == classify.TAGS:
+            inputs.str("classes", required=True, label="Tags to learn",
+                       description="Comma-separated; a video carrying one of them is a "
+                                   "training example")
+            inputs.bool("multi_label", default=False, label="Several tags per video")
+        head = types.RadioGroup()
+        head.add_choice("attention", label="Attention pooler (the original's head)")
+        head.add_choice("linear", label="Linear probe on the embedding (faster, smaller)")
+        inputs.enum("head", head.values(), default="attention", view=head, label="Head")
+        inputs.int("epochs", default=100, min=1, label="Epochs (at most)")
+        inputs.float("learning_rate", default=1e-3, min=0, label="Learning rate")
+        inputs.float("val_fraction", default=0.2, min=0, max=0.9, label="Held-out share",
+                     description="Per class, for early stopping and the evaluation")
+        inputs.int("seed", default=0, label="Seed")
+        default_path = str(Path(fo.config.default_dataset_dir).parent / "videoprism-heads"
+                           / f"{ctx.dataset.name}_{ctx.params.get('label_field') or 'labels'}")
+        out = inputs.str("head_path", default=default_path, label="Save head as",
+                         description="Writes <path>.safetensors, <path>.json and "
+                                     "<path>_confusion.png")
+        wanted = ctx.params.get("head_path")
+        if wanted and not Path(wanted).expanduser().parent.exists() and \
+                not Path(wanted).expanduser().parent.parent.exists():
+            out.invalid = True
+            out.error_message = f"No folder to save '{wanted}' in"
+        if not fields:
+            inputs.view("no_labels", types.Notice(
+                label="This dataset has no Classification fields: train on tags"))
+        return types.Property(inputs, view=types.View(label="Train a VideoPrism classifier"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, _ = model_from_form(ctx)
+        label_field = ctx.params["label_field"]
+        classes = None
+        if label_field == classify.TAGS:
+            classes = [c.strip() for c in ctx.params.get("classes", "").split(",") if c.strip()]
+        clf = yield from run_with_progress(
+            ctx, "Training classifier",
+            lambda progress: classify.train_classifier(
+                target, model, label_field, ctx.params.get("head", "attention"),
+                classes=classes, multi_label=ctx.params.get("multi_label") or None,
+                val_fraction=ctx.params.get("val_fraction", 0.2),
+                epochs=ctx.params.get("epochs", 100),
+                learning_rate=ctx.params.get("learning_rate", 1e-3),
+                seed=ctx.params.get("seed", 0), progress=progress),
+        )
+        path = clf.save(os.path.expanduser(ctx.params["head_path"]))
+        message = f"Trained a {clf.spec.head} head over {len(clf.classes)} classes; saved {path}"
+        if clf.evaluation is not None:
+            plot = classify.save_confusion_matrix(
+                clf.evaluation, path.with_name(path.stem + "_confusion.png"))
+            message += (f"; held-out accuracy {clf.evaluation.metrics()['accuracy']:.3f} "
+                        f"(evaluation '{clf.evaluation.key}', confusion matrix {plot})")
+        yield from finish(ctx, message, clf.feature_stats)
+
+
+class ApplyClassifier(foo.Operator):
+    """Labels videos with a head saved by "Train classifier (VideoPrism)"."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("apply_classifier", "Apply classifier (VideoPrism)",
+                           "Label videos with a saved VideoPrism classifier head")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Classify")
+        model_form(ctx, inputs, text=False)
+        prop = inputs.str("head_path", required=True, label="Head",
+                          description="The .safetensors or .json of a saved head")
+        wanted = ctx.params.get("head_path")
+        if wanted:
+            try:
+                _, spec = heads.load_head(Path(wanted).expanduser())
+            except (OSError, ValueError) as err:
+                prop.invalid = True
+                prop.error_message = str(err)
+            else:
+                inputs.view("head_info", types.Notice(
+                    label=f"{spec.head} head, {len(spec.classes)} classes "
+                          f"({', '.join(spec.classes[:6])}{', ...' if len(spec.classes) > 6 else ''})"
+                          f", trained on {spec.backbone.get('name') or 'a local model'}"))
+        new_field_form(ctx, inputs, "label_field", DEFAULT_CLASSIFIER_FIELD, "Label field",
+                       "Field that receives one label per video", allowed_types=_ZERO_SHOT_TYPES)
+        inputs.bool("store_logits", default=False, label="Store logits")
+        return types.Property(inputs, view=types.View(label="Apply a VideoPrism classifier"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, _ = model_from_form(ctx)
+        clf = classify.load_head(os.path.expanduser(ctx.params["head_path"]), model)
+        field = ctx.params.get("label_field") or DEFAULT_CLASSIFIER_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Classifying videos",
+            lambda progress: classify.apply_classifier(
+                target, clf, field, store_logits=bool(ctx.params.get("store_logits")),
+                progress=progress),
+        )
+        yield from finish(ctx, f"Classified {stats.written} videos into '{field}'", stats,
+                          distribution=runs.label_counts(target, field),
+                          links=[labelled_link(target, field)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,6 +743,17 @@ def finish(ctx, message: str, stats: runs.RunStats, *,
         notes=[slow] if slow else []))
 
 
+def labelled_link(samples, field: str) -> outputs.ViewLink:
+    """The button that opens the videos labelled in ``field``, most confident first (single
+    labels; lists of labels keep the collection's order)."""
+    labelled = samples.exists(field)
+    single = samples.get_field(field).document_type is fol.Classification
+    if single:
+        labelled = labelled.sort_by(f"{field}.confidence", reverse=True)
+    return outputs.ViewLink(f"Show the {len(labelled)} labelled videos"
+                            + (", most confident first" if single else ""), labelled)
+
+
 def map_links(built: maps.EmbeddingsMap | None) -> list[outputs.PanelLink]:
     """The button that opens the Embeddings panel on a map."""
     return [] if built is None else [outputs.PanelLink(
@@ -654,3 +787,5 @@ def register(p) -> None:
     p.register(ZeroShotTag)
     p.register(BuildTextIndex)
     p.register(SearchByText)
+    p.register(TrainClassifier)
+    p.register(ApplyClassifier)

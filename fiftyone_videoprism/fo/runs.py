@@ -340,7 +340,8 @@ class _Writes:
     """Results and failures waiting to be saved, and the counts of what was saved."""
 
     def __init__(self, samples, write: Callable[[list[str], np.ndarray], None],
-                 result_fields: list[str], error_field: str) -> None:
+                 result_fields: list[str], error_field: str | None) -> None:
+        """``error_field`` None keeps failures in ``errors`` only, writing nothing."""
         self._samples = samples
         self._write = write
         self._result_fields = result_fields
@@ -367,24 +368,28 @@ class _Writes:
         samples, error_field = self._samples, self._error_field
         if self._ids:
             # The error field exists only once some video has failed.
-            if samples.has_field(error_field):
+            if error_field is not None and samples.has_field(error_field):
                 samples.set_values(error_field, dict.fromkeys(self._ids), key_field="id")
             self._write(self._ids, np.stack(self._vectors))
             self.written += len(self._ids)
-        if self._failures:
+        if self._failures and error_field is not None:
             for field in self._result_fields:
                 if samples.has_field(field):
                     samples.set_values(field, dict.fromkeys(self._failures), key_field="id")
             samples.set_values(error_field, self._failures, key_field="id")
-            self.errors.update(self._failures)
+        self.errors.update(self._failures)
         self._ids, self._vectors, self._failures = [], [], {}
 
 
 def _run(samples, model: VideoPrismModel, writes: _Writes, cache: EmbeddingsCache | None,
-         skip_failures: bool, progress: Any) -> RunStats:
+         skip_failures: bool, progress: Any,
+         compute: Callable[[np.ndarray], np.ndarray] | None = None) -> RunStats:
     """Takes embeddings from the cache or decodes (prefetching) and embeds full batches; saves
-    each model batch as soon as it is computed."""
-    return _Run(samples, model, writes, cache, skip_failures).run(progress)
+    each model batch as soon as it is computed.
+
+    ``compute`` replaces ``model.embed_frames`` (frames (B, T, S, S, 3) -> one array per
+    video), e.g. for encoder tokens kept in a ``FeatureStore``, which ``cache`` is then."""
+    return _Run(samples, model, writes, cache, skip_failures, compute).run(progress)
 
 
 class _Run:
@@ -392,8 +397,10 @@ class _Run:
     thread and embedded ``batch_size`` videos per model call."""
 
     def __init__(self, samples, model: VideoPrismModel, writes: _Writes,
-                 cache: EmbeddingsCache | None, skip_failures: bool) -> None:
+                 cache: EmbeddingsCache | None, skip_failures: bool,
+                 compute: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.samples, self.model, self.writes = samples, model, writes
+        self.compute = model.embed_frames if compute is None else compute
         self.cache, self.skip_failures = cache, skip_failures
         # Turned off (not the cache itself: the decode thread still reads keys) when the
         # cache folder cannot be written.
@@ -488,7 +495,7 @@ class _Run:
     def _embed_batch(self) -> None:
         ids = [sample_id for sample_id, _ in self.batch]
         try:
-            embeddings = self.model.embed_frames(np.stack([frames for _, frames in self.batch]))
+            embeddings = self.compute(np.stack([frames for _, frames in self.batch]))
         except Exception as err:  # FiftyOne's convention: a failed batch fails its samples
             self.batch.clear()
             self._fail(ids, err)
