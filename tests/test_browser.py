@@ -115,12 +115,13 @@ def _dismiss(page) -> None:
 
 
 def _wait_for_grid(page, pages: list[list[str]], expected: list[str], before: int,
-                   shot: str) -> None:
+                   shot: str, *, errors: list[str] = ()) -> None:
+    """Waits until a grid page after the first ``before`` shows ``expected``."""
     deadline = time.monotonic() + 120
     while len(pages) == before or pages[-1] != expected:
         if time.monotonic() > deadline:
             _shot(page, shot)
-            pytest.fail(f"grid pages seen: {pages}, expected {expected}")
+            pytest.fail(f"grid pages seen: {pages}, expected {expected}; errors: {errors}")
         page.wait_for_timeout(500)
 
 
@@ -142,23 +143,11 @@ def test_text_search_in_the_app_reorders_the_grid(indexed_dataset, app_url, brow
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     pages: list[list[str]] = []
-
-    def record(response) -> None:
-        if response.url.endswith("/graphql") and response.ok:
-            ids = _grid_ids(response.json())
-            if ids is not None:
-                pages.append(ids)
-
-    page.on("response", record)
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text)
             if message.type == "error" else None)
-    page.goto(f"{app_url}/datasets/{dataset.name}")
-    page.locator('[title="Click to expand"]').first.wait_for(timeout=120_000)
+    _open_app(page, app_url, dataset, pages)
     assert pages[-1] == insertion
-    dismiss = page.get_by_text("Dismiss")
-    if dismiss.count():
-        dismiss.click()
 
     # The Operator browser (backtick) lists the four operators by their labels.
     page.locator("body").press("`")
@@ -168,7 +157,6 @@ def test_text_search_in_the_app_reorders_the_grid(indexed_dataset, app_url, brow
     page.keyboard.press("Escape")
 
     # The grid's "Sort by text similarity" box: type the query, press Enter.
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     before = len(pages)
     page.locator('svg[data-testid="SearchIcon"]').first.click()
     box = page.get_by_placeholder("Type anything!")
@@ -179,13 +167,9 @@ def test_text_search_in_the_app_reorders_the_grid(indexed_dataset, app_url, brow
     # revealed on hover (pointer-events off until then), hence the forced click.
     page.get_by_text("Completed").first.wait_for(timeout=120_000)
     page.get_by_label("Show results").first.click(force=True)
-    deadline = time.monotonic() + 120
-    while len(pages) == before or pages[-1] != expected:
-        if time.monotonic() > deadline:
-            page.screenshot(path=str(ARTIFACTS / "browser_text_search_failed.png"))
-            pytest.fail(f"grid pages seen: {pages}, expected {expected}; errors: {errors}")
-        page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "browser_text_search.png"))
+    _wait_for_grid(page, pages, expected, before, "browser_text_search_failed.png",
+                   errors=errors)
+    _shot(page, "browser_text_search.png")
 
 
 def test_embeddings_panel_plots_the_cli_map(cli_dataset, app_url, browser) -> None:
