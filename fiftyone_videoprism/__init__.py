@@ -31,6 +31,7 @@ _LAZY = {
     "compute_embeddings": "fiftyone_videoprism.fo.runs",
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
+    "build_index": "fiftyone_videoprism.fo.index",
     "field_provenance": "fiftyone_videoprism.fo.runs",
     "build_map": "fiftyone_videoprism.fo.maps",
     "load_classifier": "fiftyone_videoprism.core.heads",

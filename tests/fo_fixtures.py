@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fiftyone as fo
+import fiftyone.brain as fob
+import fiftyone.brain.config as fbc
 import fiftyone.operators as foo
 import fiftyone.server.main as server_main
 import fiftyone.zoo as foz
@@ -62,6 +64,9 @@ os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 # The CLI and the operators keep an on-disk embeddings cache: here, not in the user's ~/.cache.
 os.environ["FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"] = str(_HOME / "embeddings-cache")
 os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
+# Similarity backends' connection parameters (written by fo/index.py) go here, not to ~/.fiftyone.
+os.environ["FIFTYONE_BRAIN_CONFIG_PATH"] = str(_HOME / "brain_config.json")
+fob.brain_config = fbc.load_brain_config()
 fo.config.model_zoo_dir = str(_HOME / "zoo")
 fo.config.show_progress_bars = False
 fo.config.do_not_track = True
@@ -190,6 +195,42 @@ def expected_ranking(dataset, query: str, brain_key: str, tiny_models: TinyModel
     model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
     scores = results.embeddings @ model.embed_prompt(query)
     return [results.sample_ids[i] for i in np.argsort(-scores)]
+
+
+_SAMPLES_QUERY = """
+query Samples($dataset: String!, $view: BSONArray!) {
+  samples(dataset: $dataset, view: $view, first: 10) {
+    ... on SampleItemStrConnection { edges { node { ... on VideoSample { id } } } }
+  }
+}
+"""
+
+
+def app_sort_ids(app_url: str, dataset, brain_key: str, query: str, k: int) -> list[str]:
+    """Sample IDs of the App's sort by text similarity: the ``/sort`` route, then the samples
+    query the grid makes."""
+    stage = requests.post(f"{app_url}/sort", timeout=300, json={
+        "dataset": dataset.name, "view": [], "filters": {}, "subscription": "test",
+        "extended": {"brain_key": brain_key, "query": query, "k": k, "reverse": False},
+    })
+    stage.raise_for_status()
+    samples = requests.post(f"{app_url}/graphql", timeout=300, json={
+        "query": _SAMPLES_QUERY,
+        "variables": {"dataset": dataset.name, "view": [stage.json()]},
+    })
+    samples.raise_for_status()
+    return [edge["node"]["id"] for edge in samples.json()["data"]["samples"]["edges"]]
+
+
+def ranking_in_new_process(dataset, query: str, brain_key: str, k: int) -> list[str]:
+    """Sample IDs of ``sort_by_similarity`` in a fresh Python, as a later session runs it."""
+    script = ("import json, sys, fiftyone as fo; d = fo.load_dataset(sys.argv[1]); "
+              "v = d.sort_by_similarity(sys.argv[2], k=int(sys.argv[4]), brain_key=sys.argv[3]); "
+              "print(json.dumps(v.values('id')))")
+    done = subprocess.run([sys.executable, "-c", script, dataset.name, query, brain_key, str(k)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _free_port() -> int:

@@ -161,13 +161,15 @@ def test_forms_explain_bad_input(installed_plugin, dataset, tiny_models,
     assert errors["embeddings_field"] == "Field 'filepath' exists and does not hold embeddings"
     assert errors["checkpoint_path"] == f"Nothing at '{tmp_path / 'missing.npz'}'"
 
-    # Search with no text index; index under a taken or invalid brain key.
+    # Search with no text index; index under a taken or invalid brain key; bad backend params.
     errors = form_errors("search_by_text", dataset, {"brain_key": "videoprism", "query": " "})
     assert errors["brain_key"].startswith("This dataset has no similarity indexes that support")
     assert errors["query"] == "Enter a text query"
     fob.compute_similarity(dataset, embeddings=np.eye(3, 4), brain_key="taken")
-    errors = form_errors("build_text_index", dataset, {**params, "brain_key": "taken"})
-    assert errors == {"brain_key": "Brain key 'taken' already exists"}
+    # A taken key is replaced (as the CLI does), once the new index works: not an error.
+    assert form_errors("build_text_index", dataset, {**params, "brain_key": "taken"}) == {}
+    assert form_errors("build_text_index", dataset, {**params, "backend_params": ["uri"]}) == {
+        "backend_params": "backend parameter 'uri' is not NAME=VALUE, e.g. uri=/data/lancedb"}
     assert form_errors("build_text_index", dataset, {**params, "brain_key": "a b"}) == {
         "brain_key": "Brain keys must be valid variable names, e.g. videoprism_text"}
     # An index without a prompt model is not offered for text search.

@@ -12,7 +12,7 @@ by text, tag them zero-shot, from the shell.
 
 Each command calls the same public functions as the Python API and the plugin operators
 (:mod:`fiftyone_videoprism.fo.runs`, :mod:`fiftyone_videoprism.fo.classify`,
-``fob.compute_similarity``, ``sort_by_similarity``).
+:mod:`fiftyone_videoprism.fo.index`, ``sort_by_similarity``).
 """
 
 from __future__ import annotations
@@ -160,12 +160,25 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="embeddings field (default: %(default)s)")
     embed.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
                        help="similarity index key (default: %(default)s)")
-    embed.add_argument("--backend", help="similarity backend (default: FiftyOne's, sklearn)")
+    embed.add_argument("--backend", help="similarity backend: any FiftyOne brain backend, e.g. "
+                                         "sklearn, lancedb, pgvector (default: the brain config's)")
+    embed.add_argument("--backend-param", action="append", dest="backend_params",
+                       metavar="NAME=VALUE",
+                       help="a backend parameter, e.g. uri=/data/lancedb (repeat for more); "
+                            "connection parameters are saved to the brain config for other "
+                            "processes")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
     embed.add_argument("--no-map", dest="map", action="store_false",
                        help="skip the embeddings map (a 2-D layout of the embeddings for the "
                             "App's Embeddings panel, brain key <field>_map)")
+    embed.add_argument("--workers", type=int, metavar="N",
+                       help="split the embedding into N shards, queued as delegated operations "
+                            "for `fiftyone delegated launch` workers sharing this database; "
+                            "waits for them, then builds the index")
+    embed.add_argument("--worker-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="a shard whose worker sends no heartbeat for this long is queued "
+                            "again (default: %(default)s)")
     embed.add_argument("--query", help="print the top matches of this text query")
     embed.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
     embed.set_defaults(run=_embed)
@@ -239,9 +252,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{len(paths)} sample clips in {args.folder}")
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
-        backend=None, recompute=False, map=True, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
-        templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False,
-        top_k=None)
+        backend=None, backend_params=None, workers=None, worker_timeout=120.0,
+        recompute=False, map=True, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES), templates=None,
+        label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False, top_k=None)
     return _embed(args)
 
 
@@ -271,9 +284,7 @@ def _uninstall_plugin(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import fiftyone.brain as fob
-
-    from fiftyone_videoprism.fo import runs
+    from fiftyone_videoprism.fo import index, runs
 
     # Everything that costs nothing is checked before weights load and videos decode.
     classes = _classes(args) if args.classes else None
@@ -284,15 +295,16 @@ def _embed(args: argparse.Namespace) -> int:
     if classes:
         runs.check_label_field(dataset, args.label_field, _label_type(args))
     print(f"Dataset '{dataset.name}': {_count(len(dataset), 'video')}")
-    stats = runs.compute_embeddings(dataset, model, args.field,
-                                    skip_existing=not args.recompute)
-    _report("Embedded", stats)
+    if args.workers:
+        _embed_on_workers(dataset, model, model_kwargs, args)
+    else:
+        stats = runs.compute_embeddings(dataset, model, args.field,
+                                        skip_existing=not args.recompute)
+        _report("Embedded", stats)
 
-    if dataset.has_brain_run(args.brain_key):
-        dataset.delete_brain_run(args.brain_key)
-    similarity = {"backend": args.backend} if args.backend else {}
-    fob.compute_similarity(dataset, model=args.model, model_kwargs=model_kwargs,
-                           embeddings=args.field, brain_key=args.brain_key, **similarity)
+    index.build_index(dataset, args.model, model_kwargs, args.field, args.brain_key,
+                      backend=args.backend,
+                      backend_params=index.parse_backend_params(args.backend_params))
     print(f"Similarity index '{args.brain_key}' on field '{args.field}'"
           + (" (text search enabled)" if model.can_embed_prompts else ""))
 
@@ -307,6 +319,19 @@ def _embed(args: argparse.Namespace) -> int:
         view = _print_matches(dataset, args.query, args.brain_key, args.k)
     _maybe_launch(view, args)
     return 0
+
+
+def _embed_on_workers(dataset, model, model_kwargs: dict[str, Any],
+                      args: argparse.Namespace) -> None:
+    from fiftyone_videoprism.fo import shards
+
+    op_ids = shards.queue(dataset, args.field, args.workers, model, args.model, model_kwargs,
+                          recompute=args.recompute, timeout_s=args.worker_timeout)
+    print(f"Queued {len(op_ids)} shards for `fiftyone delegated launch` workers on this "
+          "database", flush=True)
+    status = shards.wait(dataset, args.field, op_ids, timeout_s=args.worker_timeout,
+                         report=lambda progress: print(progress, flush=True))
+    print(f"Embedded: {status.done} of {status.total} videos have an embedding")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -478,9 +503,9 @@ def _print_matches(dataset, query: str, brain_key: str, k: int):
     """Prints the ``k`` best matches of ``query``; returns the sorted view."""
     import numpy as np
 
-    if not dataset.has_brain_run(brain_key):
-        raise ValueError(f"dataset {dataset.name!r} has no similarity index {brain_key!r}; "
-                         "build one with 'fiftyone-videoprism embed'")
+    from fiftyone_videoprism.fo.index import require_index
+
+    require_index(dataset, brain_key)
     view = dataset.sort_by_similarity(query, k=k, brain_key=brain_key)
     results = dataset.load_brain_results(brain_key)
     field = results.config.embeddings_field

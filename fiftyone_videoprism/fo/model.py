@@ -61,7 +61,11 @@ class VideoPrismModelConfig(foc.Config):
             size; default the trained size (288)
         resize ("squash"): ``"squash"`` resizes the whole frame to ``image_size`` square,
             ignoring its aspect ratio, as the original demo does; ``"center_crop"`` resizes
-            the shorter side and crops the centre square, keeping proportions
+            the shorter side and crops the centre square, keeping proportions, as the
+            original classification colab does. Both give the original's pixels (PIL
+            Lanczos); ``"squash_swscale"`` and ``"center_crop_swscale"`` resize in FFmpeg
+            instead, faster but about 1/255 off
+            (:func:`fiftyone_videoprism.core.video.read_frames`)
         batch_size (1): videos per MLX call in :meth:`VideoPrismModel.embed_all`,
             :meth:`VideoPrismModel.predict_all` and :mod:`fiftyone_videoprism.fo.runs`
         classes (None): class names for zero-shot :meth:`VideoPrismModel.predict` (LvT only)

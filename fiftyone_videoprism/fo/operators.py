@@ -6,8 +6,8 @@ FiftyOne runs this file from a path under a made-up module name (through the shi
 :func:`fiftyone_videoprism.fo.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
 so it imports the package absolutely. The operators only build forms and read parameters; the
 work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.fo.runs`,
-:mod:`fiftyone_videoprism.fo.classify`, ``fiftyone.brain.compute_similarity`` and
-``sort_by_similarity``.
+:mod:`fiftyone_videoprism.fo.classify`, :func:`fiftyone_videoprism.fo.index.build_index`
+and ``sort_by_similarity``.
 
 Weights come from the Hugging Face Hub or the ``FIFTYONE_VIDEOPRISM_*`` environment variables
 of the process that runs the operator; the "Local files" section of each form points to local
@@ -33,7 +33,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_videoprism.core import blas, heads, zeroshot
-from fiftyone_videoprism.fo import classify, loading, maps, outputs, runs
+from fiftyone_videoprism.fo import classify, index, loading, maps, outputs, runs, shards
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_CLASSIFIER_FIELD, DEFAULT_DIST_FIELD,
@@ -211,6 +211,14 @@ class BuildTextIndex(foo.Operator):
         inputs.enum("backend", backends, default=default if default in backends else backends[0],
                     label="Backend", view=types.DropdownView(),
                     description="Similarity backends whose client package is installed here")
+        params = inputs.list("backend_params", types.String(), label="Backend parameters",
+                             description="Optional NAME=VALUE items, e.g. uri=/data/lancedb; "
+                                         "connection parameters are saved to the brain config")
+        try:
+            index.parse_backend_params(ctx.params.get("backend_params"))
+        except ValueError as err:
+            params.invalid = True
+            params.error_message = str(err)
         return types.Property(inputs, view=types.View(label="Build a VideoPrism text index"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -225,19 +233,38 @@ class BuildTextIndex(foo.Operator):
         )
         # By zoo name and load kwargs, not the model object: the index records them, so the App
         # server (another process) can load the text encoder for every query.
-        fob.compute_similarity(
-            target,
-            model=ctx.params.get("model", DEFAULT_MODEL),
-            model_kwargs=model_kwargs,
-            embeddings=field,
-            brain_key=brain_key,
-            backend=ctx.params.get("backend"),
-        )
+        index.build_index(target, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field,
+                          brain_key, backend=ctx.params.get("backend"),
+                          backend_params=index.parse_backend_params(
+                              ctx.params.get("backend_params")))
         yield from finish(
             ctx, f"Built text index '{brain_key}' over {len(target)} videos", stats,
             links=[outputs.OperatorLink("Search it by text",
                                         f"{self.plugin_name}/search_by_text",
                                         {"brain_key": brain_key})])
+
+
+class EmbedShard(foo.Operator):
+    """One shard of a sharded embedding run (:mod:`fiftyone_videoprism.fo.shards`): queued by
+    ``fiftyone-videoprism embed --workers N``, run by a ``fiftyone delegated launch`` worker."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="embed_shard", label="Embed a shard (VideoPrism)",
+                                  unlisted=True, allow_immediate_execution=False,
+                                  allow_delegated_execution=True)
+
+    def execute(self, ctx) -> dict[str, Any]:
+        params = ctx.params
+        model = loading.zoo_model(params["model"], params["model_kwargs"])
+        target = ctx.dataset.select(params["sample_ids"])
+        label = f"shard {params['shard'] + 1}/{params['num_shards']} of run {params['run']}"
+        stats = shards.run_shard(
+            ctx, lambda progress: runs.compute_embeddings(
+                target, model, params["embeddings_field"], skip_existing=True, cache=True,
+                progress=progress),
+            params["heartbeat_s"], label)
+        return {"written": stats.written, "computed": stats.computed, "failed": stats.failed}
 
 
 class SearchByText(foo.Operator):
@@ -442,7 +469,9 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
                description="Side of the square frames, a multiple of 18; empty: 288")
     inputs.enum("resize", list(RESIZE_MODES), default=DEFAULT_RESIZE, label="Resize",
                 description="squash: whole frame to a square (the original demo); "
-                            "center_crop: keep proportions, crop the centre")
+                            "center_crop: keep proportions, crop the centre (the original "
+                            "colab); *_swscale: the same resized by FFmpeg (faster, not the "
+                            "original's pixels)")
     inputs.enum("dtype", list(DTYPES), default=DEFAULT_DTYPE, label="Precision",
                 description="float32 is the reference and the fastest on a CPU")
     inputs.int("batch_size", min=1, default=DEFAULT_BATCH_SIZE, label="Batch size",
@@ -571,13 +600,13 @@ def templates_form(ctx, inputs: types.Object) -> None:
 
 
 def new_brain_key_form(ctx, inputs: types.Object) -> None:
-    """A brain key that is free and a valid identifier."""
+    """A brain key that is a valid identifier; a taken one is replaced by the new index."""
     prop = inputs.str("brain_key", default=DEFAULT_BRAIN_KEY, label="Brain key",
                       description="Name of the index; the App's search box lists it")
     key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
     if key and key in ctx.dataset.list_brain_runs():
-        prop.invalid = True
-        prop.error_message = f"Brain key '{key}' already exists"
+        inputs.view("replaces", types.Notice(
+            label=f"Replaces the index '{key}' once the new one has been built and checked"))
     elif key and not key.isidentifier():
         prop.invalid = True
         prop.error_message = "Brain keys must be valid variable names, e.g. videoprism_text"
@@ -789,3 +818,4 @@ def register(p) -> None:
     p.register(SearchByText)
     p.register(TrainClassifier)
     p.register(ApplyClassifier)
+    p.register(EmbedShard)

@@ -31,7 +31,7 @@ PLUGIN_DIRNAME = "fiftyone-videoprism"
 FIFTYONE_VERSION = ">=1.20,<2"
 # Operator names, in the order the Operator browser lists them.
 OPERATORS = ("compute_embeddings", "zero_shot_tag", "build_text_index", "search_by_text",
-             "train_classifier", "apply_classifier")
+             "train_classifier", "apply_classifier", "embed_shard")
 REPO_PY_ENTRY = "fiftyone_videoprism/fo/operators.py"
 
 _SHIM = '''"""Plugin entry written by fiftyone_videoprism.fo.plugin.install_plugin.

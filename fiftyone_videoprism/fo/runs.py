@@ -78,6 +78,11 @@ class RunStats:
     error_field: str | None = dataclasses.field(default=None, compare=False)
 
 
+def default_error_field(result_field: str) -> str:
+    """The string field that holds the errors of the samples that failed ``result_field``."""
+    return f"{result_field}_error"
+
+
 def compute_embeddings(
     samples,
     model: VideoPrismModel,
@@ -110,7 +115,7 @@ def compute_embeddings(
             (``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``), a folder, an
             :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, or False for none
     """
-    error_field = error_field or f"{embeddings_field}_error"
+    error_field = error_field or default_error_field(embeddings_field)
     _check_fields(embeddings_field, error_field)
     prepare_embeddings_field(samples, embeddings_field, model, replace=not skip_existing)
     pending, skipped = samples, 0
@@ -167,7 +172,7 @@ def apply_zero_shot(
     # A video-only model, bad classes, a bad top_k or a field of another type or model fail
     # here, before anything is decoded.
     model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
-    error_field = error_field or f"{label_field}_error"
+    error_field = error_field or default_error_field(label_field)
     _check_fields(label_field, error_field)
     label_type = fol.Classifications if top_k is not None else fol.Classification
     previous_tags = prepare_label_field(samples, label_field, label_type, model,
