@@ -38,6 +38,7 @@ _LAZY = {
     "tag_moments": "fiftyone_videoprism.fo.moments",
     "build_index": "fiftyone_videoprism.fo.index",
     "field_provenance": "fiftyone_videoprism.fo.runs",
+    "build_map": "fiftyone_videoprism.fo.maps",
     "load_classifier": "fiftyone_videoprism.core.heads",
     "FeatureStore": "fiftyone_videoprism.core.features",
     "train_classifier": "fiftyone_videoprism.fo.classify",

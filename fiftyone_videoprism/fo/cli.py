@@ -31,6 +31,7 @@ from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_CLASSIFI
                                              DEFAULT_LABEL_FIELD, DEFAULT_MODEL,
                                              DEFAULT_MOMENT_LABELS_FIELD, DEFAULT_MOMENTS_FIELD,
                                              DEFAULT_WINDOWS_FIELD,
+                                             RUN_SUMMARY_LOG_KEY,
                                              DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 from fiftyone_videoprism.version import __version__
 
@@ -39,12 +40,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    _quiet_run_summaries()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as err:
         # Bad input or missing files: the message says what to fix; no traceback needed.
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def _quiet_run_summaries() -> None:
+    """Drops the runs' failure-summary log records: the commands print the same counts from
+    RunStats on stdout (see :func:`_report`)."""
+    import logging
+
+    runs_logger = logging.getLogger("fiftyone_videoprism.fo.runs")
+    if _not_a_run_summary not in runs_logger.filters:
+        runs_logger.addFilter(_not_a_run_summary)
+
+
+def _not_a_run_summary(record) -> bool:
+    return not getattr(record, RUN_SUMMARY_LOG_KEY, False)
 
 
 def _model_options(default: str | None) -> argparse.ArgumentParser:
@@ -157,6 +173,9 @@ def _build_parser() -> argparse.ArgumentParser:
                             "processes")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
+    embed.add_argument("--no-map", dest="map", action="store_false",
+                       help="skip the embeddings map (a 2-D layout of the embeddings for the "
+                            "App's Embeddings panel, brain key <field>_map)")
     embed.add_argument("--workers", type=int, metavar="N",
                        help="split the embedding into N shards, queued as delegated operations "
                             "for `fiftyone delegated launch` workers sharing this database; "
@@ -266,7 +285,7 @@ def _demo(args: argparse.Namespace) -> int:
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
         backend=None, backend_params=None, workers=None, worker_timeout=120.0,
-        recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES), templates=None,
+        recompute=False, map=True, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES), templates=None,
         label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False, top_k=None)
     return _embed(args)
 
@@ -322,7 +341,10 @@ def _embed(args: argparse.Namespace) -> int:
           + (" (text search enabled)" if model.can_embed_prompts else ""))
 
     if classes:
-        _zero_shot(dataset, model, classes, args)
+        # Over the embedded videos: the ones that failed were just reported.
+        _zero_shot(dataset.exists(args.field), model, classes, args)
+    if args.map:
+        _map(dataset, args.field, args.label_field if classes else None)
 
     view = dataset.view()
     if args.query:
@@ -477,7 +499,9 @@ def _dataset_for(source: str, name: str | None):
     if new:
         dataset.add_samples([fo.Sample(filepath=p) for p in new])
         # Frame counts, rates and sizes, which the App and clips views read.
-        dataset.select_by("filepath", new).compute_metadata()
+        # Without warnings: a file FiftyOne cannot probe fails to embed too, and that error,
+        # with its cause, is the one the user reads.
+        dataset.select_by("filepath", new).compute_metadata(warn_failures=False)
     return dataset
 
 
@@ -529,6 +553,13 @@ def _zero_shot(dataset, model, classes: list[str], args: argparse.Namespace) -> 
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
     best = " (the best of each video's top {})".format(args.top_k) if args.top_k else ""
     print(f"Zero-shot labels in '{args.label_field}'{best}: {summary}")
+
+
+def _map(dataset, field: str, label_field: str | None) -> None:
+    from fiftyone_videoprism.fo import maps
+
+    text = maps.describe_map(maps.build_map(dataset, field, label_field=label_field), field)
+    print(text[0].upper() + text[1:])
 
 
 def _print_matches(dataset, query: str, brain_key: str, k: int):

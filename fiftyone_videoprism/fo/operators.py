@@ -32,8 +32,9 @@ import fiftyone.core.utils as fou
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_videoprism.core import heads, windows, zeroshot
-from fiftyone_videoprism.fo import classify, index, loading, moments, runs, shards
+from fiftyone_videoprism.core import blas, heads, windows, zeroshot
+from fiftyone_videoprism.fo import (classify, index, loading, maps, moments, outputs, runs,
+                                    shards)
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
                                              DEFAULT_CLASSIFIER_FIELD, DEFAULT_DIST_FIELD,
@@ -100,6 +101,7 @@ class ComputeEmbeddings(foo.Operator):
                 choices.add_choice("overwrite", label=f"Recompute all {len(target)} videos")
                 inputs.enum("existing", choices.values(), default="skip", view=choices,
                             label=f"'{field}' already exists")
+        map_form(ctx, inputs, field)
         return types.Property(inputs, view=types.View(label="Compute VideoPrism embeddings"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -112,7 +114,12 @@ class ComputeEmbeddings(foo.Operator):
             lambda progress: runs.compute_embeddings(target, model, field, skip_existing=skip,
                                                       progress=progress),
         )
-        yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
+        message, links = f"Embedded {stats.written} videos into '{field}'", []
+        if ctx.params.get("build_map", True):
+            built = maps.build_map(target, field, label_field=_newest(zero_shot_fields(target)))
+            message += "; " + maps.describe_map(built, field)
+            links = map_links(built)
+        yield from finish(ctx, message, stats, links=links)
 
 
 class ZeroShotTag(foo.Operator):
@@ -142,7 +149,7 @@ class ZeroShotTag(foo.Operator):
         inputs.bool("tag_samples", default=False, label="Also add sample tags",
                     description="Add each video's predicted class to its sample tags")
         embeddings_field_form(
-            ctx, inputs, None,
+            ctx, inputs, stored_embeddings_field(ctx, None),
             "Optional: embeddings of the same model are reused from this field (no "
             "decoding), and new ones are stored there",
         )
@@ -169,8 +176,10 @@ class ZeroShotTag(foo.Operator):
                     top_k=top_k, progress=progress)
 
         stats = yield from run_with_progress(ctx, "Tagging videos", tag)
-        yield from finish(ctx, f"Tagged {stats.written} videos into '{field}' over "
-                               f"{len(classes)} classes", stats)
+        yield from finish(
+            ctx, f"Tagged {stats.written} videos into '{field}' over {len(classes)} classes",
+            stats, distribution=runs.label_counts(target, field),
+            links=[labelled_link(target, field)])
 
 
 class BuildTextIndex(foo.Operator):
@@ -187,7 +196,7 @@ class BuildTextIndex(foo.Operator):
         new_brain_key_form(ctx, inputs)
         model_form(ctx, inputs, text=True)
         field = embeddings_field_form(
-            ctx, inputs, DEFAULT_EMBEDDINGS_FIELD,
+            ctx, inputs, stored_embeddings_field(ctx, DEFAULT_EMBEDDINGS_FIELD),
             "Embeddings already in this field are reused (they must come from the same model "
             "and settings); missing ones are computed and stored there",
         )
@@ -227,8 +236,11 @@ class BuildTextIndex(foo.Operator):
                           brain_key, backend=ctx.params.get("backend"),
                           backend_params=index.parse_backend_params(
                               ctx.params.get("backend_params")))
-        yield from finish(ctx, f"Built text index '{brain_key}' over {len(target)} videos",
-                          stats)
+        yield from finish(
+            ctx, f"Built text index '{brain_key}' over {len(target)} videos", stats,
+            links=[outputs.OperatorLink("Search it by text",
+                                        f"{self.plugin_name}/search_by_text",
+                                        {"brain_key": brain_key})])
 
 
 class EmbedShard(foo.Operator):
@@ -304,6 +316,10 @@ class SearchByText(foo.Operator):
             ctx.dataset.save_view(saved, view)
         if not ctx.delegated:
             yield ctx.ops.set_view(view)
+        message = f"{len(view)} matches for {ctx.params['query']!r}" + (
+            f", saved as the view '{saved}'" if saved else "")
+        yield from outputs.show_results(ctx, outputs.RunResult(
+            message, links=[outputs.ViewLink("Show the matches, best first", view)]))
 
 
 class ComputeMoments(foo.Operator):
@@ -547,7 +563,9 @@ class ApplyClassifier(foo.Operator):
                 target, clf, field, store_logits=bool(ctx.params.get("store_logits")),
                 progress=progress),
         )
-        yield from finish(ctx, f"Classified {stats.written} videos into '{field}'", stats)
+        yield from finish(ctx, f"Classified {stats.written} videos into '{field}'", stats,
+                          distribution=runs.label_counts(target, field),
+                          links=[labelled_link(target, field)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,6 +643,15 @@ def grid_form(inputs: types.Object) -> None:
 def grid_params(ctx) -> dict[str, float]:
     return {key: ctx.params[key] for key in ("window_seconds", "stride_seconds")
             if ctx.params.get(key)}
+
+
+def map_form(ctx, inputs: types.Object, field: str | None) -> None:
+    """The "embeddings map" checkbox (on by default: the map costs little next to the
+    embeddings; see :mod:`fiftyone_videoprism.fo.maps`)."""
+    key = maps.map_brain_key(field or DEFAULT_EMBEDDINGS_FIELD)
+    inputs.bool("build_map", default=True, label="Embeddings map",
+                description=f"Lay the embeddings out in 2-D for the App's Embeddings panel "
+                            f"(brain key '{key}', replaced if it exists)")
 
 
 def embeddings_field_form(ctx, inputs: types.Object, default: str | None,
@@ -792,6 +819,31 @@ def resolve_classes(ctx) -> list[str]:
     return zeroshot.parse_classes(names)
 
 
+def zero_shot_fields(samples) -> list[str]:
+    """Label fields this package's zero-shot runs wrote, oldest first."""
+    schema = samples.get_field_schema(embedded_doc_type=_ZERO_SHOT_TYPES)
+    return [name for name in schema
+            if (runs.field_provenance(samples, name) or {}).get("classes") is not None]
+
+
+def embeddings_fields(samples) -> list[str]:
+    """Vector fields this package wrote."""
+    return [name for name, field in samples.get_field_schema().items()
+            if _is_vector_field(field) and runs.field_provenance(samples, name) is not None]
+
+
+def stored_embeddings_field(ctx, fallback: str | None) -> str | None:
+    """A form's default embeddings field: the default field, else the newest one that the
+    chosen model wrote, else ``fallback``."""
+    target = ctx.target_view()
+    model = ctx.params.get("model", DEFAULT_MODEL)
+    mine = [name for name in embeddings_fields(target)
+            if runs.field_provenance(target, name).get("model") == model]
+    if DEFAULT_EMBEDDINGS_FIELD in mine:
+        return DEFAULT_EMBEDDINGS_FIELD
+    return _newest(mine) or fallback
+
+
 def text_indexes(dataset) -> list[str]:
     """Brain keys of the similarity indexes of ``dataset`` that accept text prompts."""
     return [key for key in dataset.list_brain_runs(type=fob.Similarity)
@@ -847,14 +899,43 @@ def run_with_progress(ctx, label: str,
     return future.result()
 
 
-def finish(ctx, message: str, stats: runs.RunStats) -> Generator[Any, None, None]:
-    """Tells the App what was done and shows the new fields (immediate runs only)."""
-    if stats.failed:
-        message += (f"; {len(stats.failed)} failed: their errors are in the field "
-                    f"'{stats.error_field}'")
-    if not ctx.delegated:
-        yield ctx.ops.reload_dataset()
-        yield ctx.ops.notify(message, variant="warning" if stats.failed else "success")
+def finish(ctx, message: str, stats: runs.RunStats, *,
+           distribution: dict[str, int] | None = None,
+           links: list[outputs.Link] = (),
+           ) -> Generator[Any, None, None]:
+    """Ends a run: the new fields, a notification and the results panel (counts, the label
+    ``distribution``, a button to the failures, then ``links``); see
+    :func:`fiftyone_videoprism.fo.outputs.show_results`."""
+    failed = len(stats.failed)
+    if failed:
+        message += f"; {failed} failed: their errors are in the field '{stats.error_field}'"
+    # The model ran slowly without a fast BLAS: said here, where an App user looks.
+    slow = blas.blas_info()["problem"] if stats.computed else None
+    yield from outputs.show_results(ctx, outputs.RunResult(
+        message, stats.written, failed, stats.error_field, distribution,
+        [*outputs.failures_link(ctx.target_view(), stats.error_field, failed), *links],
+        notes=[slow] if slow else []))
+
+
+def labelled_link(samples, field: str) -> outputs.ViewLink:
+    """The button that opens the videos labelled in ``field``, most confident first (single
+    labels; lists of labels keep the collection's order)."""
+    labelled = samples.exists(field)
+    single = samples.get_field(field).document_type is fol.Classification
+    if single:
+        labelled = labelled.sort_by(f"{field}.confidence", reverse=True)
+    return outputs.ViewLink(f"Show the {len(labelled)} labelled videos"
+                            + (", most confident first" if single else ""), labelled)
+
+
+def map_links(built: maps.EmbeddingsMap | None) -> list[outputs.PanelLink]:
+    """The button that opens the Embeddings panel on a map."""
+    return [] if built is None else [outputs.PanelLink(
+        f"Open the Embeddings panel ('{built.brain_key}')", "Embeddings")]
+
+
+def _newest(names: list[str]) -> str | None:
+    return names[-1] if names else None
 
 
 def _class_param(ctx) -> str | None:

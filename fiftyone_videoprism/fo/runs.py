@@ -43,6 +43,7 @@ import numpy as np
 
 from fiftyone_videoprism.core import video
 from fiftyone_videoprism.core.cache import EmbeddingsCache
+from fiftyone_videoprism.fo.defaults import RUN_SUMMARY_LOG_KEY
 from fiftyone_videoprism.fo.model import VideoPrismModel
 
 logger = logging.getLogger(__name__)
@@ -304,12 +305,13 @@ def check_label_field(samples, field: str, label_type: type) -> None:
 
 
 def label_counts(samples, field: str) -> dict[str, int]:
-    """Videos per label in a zero-shot field; for top-k labels, per best label."""
+    """Videos per label in a zero-shot field (videos without one are not counted); for top-k
+    labels, per best label."""
     if samples.get_field(field).document_type is fol.Classifications:
         best = [labels.classifications[0].label
                 for labels in samples.exists(field).values(field) if labels.classifications]
         return dict(Counter(best))
-    return samples.count_values(f"{field}.label")
+    return samples.exists(field).count_values(f"{field}.label")
 
 
 def prepare_label_field(samples, field: str, label_type: type, model: VideoPrismModel, *,
@@ -566,4 +568,4 @@ def _summarise(run: str, stats: RunStats, error_field: str) -> None:
         "is in its '%s' field: view.exists('%s')", run, stats.written, stats.computed,
         stats.skipped, len(stats.failed),
         ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()),
-        error_field, error_field)
+        error_field, error_field, extra={RUN_SUMMARY_LOG_KEY: True})
