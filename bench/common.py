@@ -25,12 +25,14 @@ def text_input(config) -> tuple[np.ndarray, np.ndarray]:
     return ids, (ids == 0).astype(np.float32)
 
 
-def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    """Median wall time of ``repeats`` runs after one warm-up run (JIT, allocator caches)."""
+def median_seconds(run: Callable[[], object], repeats: int,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[float]]:
+    """Median time of ``repeats`` runs after one warm-up run (JIT, allocator caches), and the
+    times; wall time unless ``clock`` says otherwise (``time.process_time``: CPU time)."""
     run()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times), times

@@ -10,11 +10,18 @@ def _block_macs(seq: int, d: int, mlp: int) -> int:
     return 4 * seq * d * d + 2 * seq * seq * d + 2 * seq * d * mlp
 
 
-def video_flops(c: VideoPrismConfig, frames: int, size: int) -> int:
-    """Video side of one clip: patch projection, spatial and temporal stacks (+ LvT layers)."""
+def spatial_flops(c: VideoPrismConfig, frames: int, size: int) -> int:
+    """The per-frame part of a clip: patch projection and spatial stack."""
     d, n = c.model_dim, (size // c.patch_size) ** 2
     macs = frames * n * c.patch_size**2 * 3 * d
     macs += c.num_spatial_layers * frames * _block_macs(n, d, c.mlp_dim)
+    return 2 * macs
+
+
+def video_flops(c: VideoPrismConfig, frames: int, size: int) -> int:
+    """Video side of one clip: patch projection, spatial and temporal stacks (+ LvT layers)."""
+    d, n = c.model_dim, (size // c.patch_size) ** 2
+    macs = spatial_flops(c, frames, size) // 2
     macs += c.num_temporal_layers * n * _block_macs(frames, d, c.mlp_dim)
     if c.is_lvt:
         tokens, inner = frames * n, 4 * d

@@ -23,6 +23,8 @@ _LAZY = {
     "tokenize": "fiftyone_videoprism.core.tokenizer",
     "embed_videos": "fiftyone_videoprism.core.embedding",
     "embed_texts": "fiftyone_videoprism.core.embedding",
+    "encode_windows": "fiftyone_videoprism.core.windows",
+    "plan_windows": "fiftyone_videoprism.core.windows",
     "register_zoo": "fiftyone_videoprism.fo.zoo",
     "install_plugin": "fiftyone_videoprism.fo.plugin",
     "uninstall_plugin": "fiftyone_videoprism.fo.plugin",
@@ -31,7 +33,19 @@ _LAZY = {
     "compute_embeddings": "fiftyone_videoprism.fo.runs",
     "apply_zero_shot": "fiftyone_videoprism.fo.runs",
     "RunStats": "fiftyone_videoprism.fo.runs",
+    "compute_moments": "fiftyone_videoprism.fo.moments",
+    "find_moments": "fiftyone_videoprism.fo.moments",
+    "tag_moments": "fiftyone_videoprism.fo.moments",
+    "build_index": "fiftyone_videoprism.fo.index",
     "field_provenance": "fiftyone_videoprism.fo.runs",
+    "build_map": "fiftyone_videoprism.fo.maps",
+    "load_classifier": "fiftyone_videoprism.core.heads",
+    "FeatureStore": "fiftyone_videoprism.core.features",
+    "train_classifier": "fiftyone_videoprism.fo.classify",
+    "apply_classifier": "fiftyone_videoprism.fo.classify",
+    "load_head": "fiftyone_videoprism.fo.classify",
+    "save_confusion_matrix": "fiftyone_videoprism.fo.classify",
+    "VideoPrismClassifier": "fiftyone_videoprism.fo.classify",
 }
 
 __all__ = ["__version__", *_LAZY]

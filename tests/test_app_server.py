@@ -9,19 +9,12 @@ import fiftyone as fo
 import fiftyone.brain as fob
 import pytest
 import requests
-from fo_fixtures import expected_ranking, unique_name
+from fo_fixtures import app_sort_ids, expected_ranking, unique_name
 
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
 
 QUERIES = ["a video of red.", "a video of green.", "a video of blue.", "a blue square on grey."]
-_SAMPLES_QUERY = """
-query Samples($dataset: String!, $view: BSONArray!) {
-  samples(dataset: $dataset, view: $view, first: 10) {
-    ... on SampleItemStrConnection { edges { node { ... on VideoSample { id } } } }
-  }
-}
-"""
 
 
 @pytest.fixture()
@@ -68,15 +61,4 @@ def test_text_query_through_the_app_server(indexed_dataset, tiny_models, app_url
     assert run["result_ids"] == expected
 
     # 2. The sort-by-similarity route, then the samples query the grid makes.
-    stage = requests.post(f"{app_url}/sort", timeout=300, json={
-        "dataset": dataset.name, "view": [], "filters": {}, "subscription": "test",
-        "extended": {"brain_key": "vp", "query": query, "k": 3, "reverse": False},
-    })
-    stage.raise_for_status()
-    samples = requests.post(f"{app_url}/graphql", timeout=300, json={
-        "query": _SAMPLES_QUERY,
-        "variables": {"dataset": dataset.name, "view": [stage.json()]},
-    })
-    samples.raise_for_status()
-    edges = samples.json()["data"]["samples"]["edges"]
-    assert [edge["node"]["id"] for edge in edges] == expected
+    assert app_sort_ids(app_url, dataset, "vp", query, 3) == expected

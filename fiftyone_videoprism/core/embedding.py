@@ -6,6 +6,8 @@ pure-MLX user):
 - **video embedding** (:func:`embed_videos`): the LvT models' pooled output, L2-normalised once
   (the model's own ``normalize=True``); the video-only models have no pooler, so their
   embedding is the mean of the ``T * N`` space-time tokens, L2-normalised;
+- **video tokens** (:func:`video_tokens`): the video encoder's ``T * N`` space-time tokens,
+  what an attention-pooling classifier head reads;
 - **text embedding** (:func:`embed_texts`): unit-norm LvT text embeddings of prompts, tokenised
   as the original does, in batches that bound the text encoder's attention buffers, with a
   warning for each prompt the 64-token limit cuts;
@@ -56,13 +58,25 @@ def pool_tokens(tokens: mx.array) -> mx.array:
 def embed_videos(net, video, *, frame_paddings=None) -> np.ndarray:
     """(B, T, S, S, 3) frames (uint8, or float in [0, 1]) -> (B, D) float32 unit-norm video
     embeddings of ``net`` (a ``FactorizedEncoder`` or ``FactorizedVideoCLIP``)."""
-    video = np.asarray(video)
-    x = to_float(video) if video.dtype == np.uint8 else video.astype(np.float32)
+    x = _as_float(video)
     if net.config.is_lvt:
         out = net.encode_video(x, frame_paddings=frame_paddings, normalize=True)
     else:
         out = pool_tokens(net.encode_video(x, frame_paddings=frame_paddings))
     return np.array(out, dtype=np.float32)
+
+
+def video_tokens(net, video, *, frame_paddings=None) -> np.ndarray:
+    """(B, T, S, S, 3) frames -> (B, T*N, D) float32 space-time tokens of ``net``'s video
+    encoder (an LvT model's vision encoder): what an attention-pooling head reads."""
+    encoder = net.vision_encoder if net.config.is_lvt else net
+    return np.array(encoder.encode_video(_as_float(video), frame_paddings=frame_paddings),
+                    dtype=np.float32)
+
+
+def _as_float(video) -> np.ndarray:
+    video = np.asarray(video)
+    return to_float(video) if video.dtype == np.uint8 else video.astype(np.float32)
 
 
 def embed_texts(net, tokenizer: Tokenizer, prompts: str | Iterable[str]) -> np.ndarray:

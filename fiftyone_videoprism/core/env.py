@@ -6,7 +6,9 @@ The one place that names them, so the docs, the error messages and the tests agr
   released names (e.g. ``flax_lvt_base_f16r288_repeated.npz``).
 - ``FIFTYONE_VIDEOPRISM_TOKENIZER``: path of the c4_en SentencePiece ``.model`` file.
 - ``FIFTYONE_VIDEOPRISM_TOKENIZER_HUB``: Hub location of that file as ``owner/repo/filename``.
-- ``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``: folder of the on-disk embeddings cache.
+- ``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``: folder of the on-disk embeddings cache (and of
+  the classifier feature store's tokens).
+- ``FIFTYONE_VIDEOPRISM_FEATURES_MAX_GB``: size bound of the feature store's tokens.
 - ``FIFTYONE_VIDEOPRISM_BLAS``: which CBLAS MLX's CPU matmuls use (``auto``, ``off`` or a
   library), see :mod:`fiftyone_videoprism.core.blas`.
 - ``FIFTYONE_VIDEOPRISM_BLAS_THREADS``: BLAS threads (default 1; see ``lanes.cpu_lanes``).
@@ -25,11 +27,14 @@ CHECKPOINT_DIR = "FIFTYONE_VIDEOPRISM_CHECKPOINT_DIR"
 TOKENIZER = "FIFTYONE_VIDEOPRISM_TOKENIZER"
 TOKENIZER_HUB = "FIFTYONE_VIDEOPRISM_TOKENIZER_HUB"
 EMBEDDINGS_CACHE = "FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"
+FEATURES_MAX_GB = "FIFTYONE_VIDEOPRISM_FEATURES_MAX_GB"
 BLAS = "FIFTYONE_VIDEOPRISM_BLAS"
 BLAS_THREADS = "FIFTYONE_VIDEOPRISM_BLAS_THREADS"
 KERNELS = "FIFTYONE_VIDEOPRISM_KERNELS"
 # The variables that choose where files come from (the tests clear these).
 FILE_VARS = (CHECKPOINT_DIR, TOKENIZER, TOKENIZER_HUB, EMBEDDINGS_CACHE)
+# Default bound of the feature store: about 3,200 clips of videoprism-base tokens at float16.
+DEFAULT_FEATURES_MAX_GB = 20.0
 
 
 def user_cache_dir() -> Path:
@@ -45,3 +50,14 @@ def embeddings_cache_dir() -> Path:
     ``<user_cache_dir>/embeddings``."""
     folder = os.environ.get(EMBEDDINGS_CACHE)
     return Path(folder).expanduser() if folder else user_cache_dir() / "embeddings"
+
+
+def features_max_bytes() -> int:
+    """Size bound of the feature store: ``FIFTYONE_VIDEOPRISM_FEATURES_MAX_GB`` (GB), else
+    :data:`DEFAULT_FEATURES_MAX_GB`."""
+    value = os.environ.get(FEATURES_MAX_GB)
+    try:
+        gb = float(value) if value else DEFAULT_FEATURES_MAX_GB
+    except ValueError:
+        raise ValueError(f"{FEATURES_MAX_GB} must be a number of GB, got {value!r}") from None
+    return int(gb * 1e9)

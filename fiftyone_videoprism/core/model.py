@@ -18,7 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from fiftyone_videoprism.core import kernels
+from fiftyone_videoprism.core import kernels, windows
 from fiftyone_videoprism.core.configs import VideoPrismConfig
 from fiftyone_videoprism.core.embedding import l2_normalize
 from fiftyone_videoprism.core.lanes import bounds, cpu_lanes, on_streams, thread_streams
@@ -289,6 +289,18 @@ class FactorizedEncoder(nn.Module):
     def __call__(self, video, frame_paddings=None, lanes: int | None = None) -> EncoderOutput:
         """video (B, T, H, W, 3) float in [0, 1]; frame_paddings (B, T), 1 = padded frame;
         lanes: CPU streams to use (None: ``self.lanes``)."""
+        x = self.encode_frames(video, frame_paddings, lanes)  # (B, T, N, D)
+        b, t, n, d = x.shape
+        return EncoderOutput(tokens=self.encode_time(x, frame_paddings, lanes),
+                             spatial_features=x.reshape(b, t * n, d))
+
+    def encode_frames(self, video, frame_paddings=None, lanes: int | None = None) -> mx.array:
+        """The spatial half: (B, T, H, W, 3) -> (B, T, N, D) features after ``spatial_ln``.
+
+        Each frame goes through it on its own (with its own padding flag), so a frame's
+        features do not depend on the frames around it: windows that share a frame can share
+        its features (:mod:`fiftyone_videoprism.core.windows`).
+        """
         lanes = self.lanes if lanes is None else lanes
         video = _as_array(video, self.dtype)
         self.check_video(video)
@@ -296,7 +308,6 @@ class FactorizedEncoder(nn.Module):
         p = self.config.patch_size
         g = s // p
         n = g * g
-        d = self.config.model_dim
 
         # Patches are row-major over the grid, each flattened as (row in patch, col, channel).
         x = video.reshape(b * t, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b * t, n, -1)
@@ -304,27 +315,42 @@ class FactorizedEncoder(nn.Module):
         # Resized tables come out float32 (the resize weights are); cast so x keeps its dtype.
         x = x + resize_spatial_table(self.spatial_pos_emb, self.config.pos_emb_shape[1:],
                                      g).astype(x.dtype)
-
-        frame_pad = None if frame_paddings is None else _as_array(frame_paddings, mx.float32)
         spatial_pad = None
-        if frame_pad is not None:
+        if frame_paddings is not None:
+            frame_pad = _as_array(frame_paddings, mx.float32)
             spatial_pad = mx.broadcast_to(frame_pad.reshape(b * t, 1), (b * t, n))
         x = self.spatial_ln(self.spatial_encoder(x, spatial_pad, lanes=lanes))  # (B*T, N, D)
-        spatial_features = x.reshape(b, t * n, d)
+        return x.reshape(b, t, n, -1)
 
-        x = x.reshape(b, t, n, d).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+    def encode_time(self, features: mx.array, frame_paddings=None,
+                    lanes: int | None = None) -> mx.array:
+        """The temporal half: (B, T, N, D) spatial features -> tokens (B, T*N, D); the
+        temporal position table is resized to T here."""
+        lanes = self.lanes if lanes is None else lanes
+        b, t, n, d = features.shape
+        x = features.transpose(0, 2, 1, 3).reshape(b * n, t, d)
         x = x + resize_temporal_table(self.temporal_pos_emb, t).astype(x.dtype)
         temporal_pad = None
-        if frame_pad is not None:
+        if frame_paddings is not None:
+            frame_pad = _as_array(frame_paddings, mx.float32)
             temporal_pad = mx.broadcast_to(frame_pad[:, None, :], (b, n, t)).reshape(b * n, t)
         x = self.temporal_ln(self.temporal_encoder(x, temporal_pad, lanes=lanes))  # (B*N, T, D)
-        tokens = x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t * n, d)
-        return EncoderOutput(tokens=tokens, spatial_features=spatial_features)
+        return x.reshape(b, n, t, d).transpose(0, 2, 1, 3).reshape(b, t * n, d)
 
     def encode_video(self, video, *, frame_paddings=None) -> mx.array:
         """Tokens (B, T*N, D), frame-major (index t*N + row*G + col); the pooled embedding is
         :func:`fiftyone_videoprism.core.embedding.embed_videos`."""
         return self(video, frame_paddings).tokens
+
+    def encode_windows(self, frames, window: int, stride: int, frame_paddings=None, *,
+                       tokens: bool = False):
+        """Pooled unit-norm embeddings (W, D) of the windows of ``window`` frames every
+        ``stride`` frames (the last one ends at the last frame), each equal to
+        ``pool_tokens(encode_video(window frames))``; with ``tokens`` also their tokens
+        (W, window*N, D). Every frame's spatial stack runs once. See
+        :func:`fiftyone_videoprism.core.windows.encode_windows`."""
+        return windows.encode_windows(self, frames, window, stride, frame_paddings,
+                                      tokens=tokens)
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,11 +358,13 @@ class FactorizedEncoder(nn.Module):
 
 
 class AttentionPooler(nn.Module):
-    """One learned query attending over all tokens; inner width 4*D, PerDimScale, no cap, LN."""
+    """One learned query attending over all tokens (the original's AttenTokenPoolingLayer with
+    num_queries=1): PerDimScale, no cap, LN. Inner width ``hidden_dim``: 4*D in the LvT models,
+    D in the original classifier's head."""
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, hidden_dim: int | None = None):
         super().__init__()
-        inner = 4 * dim
+        inner = 4 * dim if hidden_dim is None else hidden_dim
         self.num_heads = num_heads
         self.pooling_attention_query = mx.zeros((1, dim))
         self.query = nn.Linear(dim, inner)
@@ -435,6 +463,22 @@ class FactorizedVideoCLIP(nn.Module):
         """Video embeddings (B, D), unit-norm when normalize."""
         emb = self(video, frame_paddings).video_embeddings
         return l2_normalize(emb) if normalize else emb
+
+    def embed_tokens(self, tokens: mx.array, normalize: bool = True) -> mx.array:
+        """Vision tokens (B, T*N, D) -> video embeddings (B, D): the auxiliary layers and the
+        pooler, as in :meth:`__call__`."""
+        x = self.auxiliary_encoder(tokens, lanes=self.lanes)
+        emb = self.contrastive_vision_pooler(x, self.lanes)
+        return l2_normalize(emb) if normalize else emb
+
+    def encode_windows(self, frames, window: int, stride: int, frame_paddings=None, *,
+                       tokens: bool = False):
+        """Unit-norm embeddings (W, D) of the windows of ``window`` frames every ``stride``
+        frames (the last one ends at the last frame), each equal to ``encode_video`` of that
+        window's frames; with ``tokens`` also their vision tokens. Every frame's spatial stack
+        runs once. See :func:`fiftyone_videoprism.core.windows.encode_windows`."""
+        return windows.encode_windows(self, frames, window, stride, frame_paddings,
+                                      tokens=tokens)
 
     def encode_text(self, ids, paddings, normalize: bool = True) -> mx.array:
         """Text embeddings (B, D) from ids (B, L) and paddings (B, L) (1 = pad)."""

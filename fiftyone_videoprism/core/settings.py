@@ -7,6 +7,7 @@ imports nothing, so that the CLI can list them in its help without loading MLX o
 DTYPES = ("float32", "bfloat16", "float16", "q8", "q4")
 DEFAULT_DTYPE = "float32"
 
-# How video.read_frames makes square frames of another aspect ratio.
-RESIZE_MODES = ("squash", "center_crop")
+# How video.read_frames makes square frames of another aspect ratio: the original's two recipes
+# (PIL Lanczos), then the same resized inside FFmpeg (faster, not the original's pixels).
+RESIZE_MODES = ("squash", "center_crop", "squash_swscale", "center_crop_swscale")
 DEFAULT_RESIZE = "squash"

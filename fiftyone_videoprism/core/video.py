@@ -12,13 +12,20 @@ How `read_frames` avoids decoding what it does not need:
 2. Pick the frames: `frame_indices` over the range (the demo's rule).
 3. Decode: jump to the keyframe before each wanted frame when it lies ahead of the decoder,
    decode forward, identify each decoded frame by its timestamp, and convert only the wanted
-   frames to RGB at the output size (swscale does the resize in the same pass).
+   frames to RGB, then to the output size (see "Resizing" below).
 4. If the decoded frames do not line up with the scan (missing or duplicate timestamps, a
    frame the decoder drops, no seek that lands at or before the frame), start again from the
    first frame and count frames as they come out of the decoder.
 
 The scan reads the whole file for a whole-video request (I/O only; about 2 ms for a 10 s
 640x360 H.264 clip, against ~0.4 ms per decoded frame).
+
+Resizing. "squash" and "center_crop" give the original's frames: each wanted frame becomes
+full-resolution 8-bit RGB (what the demo's `mediapy.read_video` gets from ffmpeg), is turned
+upright, and is resized with PIL's Lanczos (the demo's `mediapy.resize_video`); "center_crop"
+then keeps the centre as the classification colab does. The "_swscale" modes let FFmpeg's
+converter resize in the colour-conversion pass instead: faster, but its Lanczos is not PIL's,
+so their frames differ from the original's by about 1/255 on average.
 """
 
 from __future__ import annotations
@@ -35,20 +42,28 @@ from typing import TypeVar
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+from PIL import Image
 
 from fiftyone_videoprism.core.settings import RESIZE_MODES
 
 __all__ = [
     "RESIZE_MODES",
+    "DecodeCounts",
     "VideoDecodeError",
     "frame_indices",
+    "frame_times",
     "iter_frames",
     "read_frames",
+    "stream_frames",
     "to_float",
 ]
 
+_SWSCALE = "_swscale"  # the suffix of the modes that resize inside FFmpeg
 # Lanczos like the demo's PIL resize; swscale widens the kernel when shrinking, so it antialiases.
-_INTERPOLATION = "LANCZOS"
+_SWSCALE_INTERPOLATION = "LANCZOS"
+# Counter-clockwise quarter turns, as np.rot90 counts them.
+_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180,
+                  3: Image.Transpose.ROTATE_270}
 
 Key = TypeVar("Key")
 Support = tuple[int, int]
@@ -93,11 +108,17 @@ def read_frames(
         whole video. A range running past the end is cut to the frames that exist (FiftyOne's
         frame count can come from container metadata that overstates it); one starting after
         the last frame is an error.
-    resize: "squash" resizes the whole frame to size x size, ignoring aspect ratio (the demo);
-        "center_crop" scales the shorter displayed side to `size` and keeps the centre.
+    resize: "squash" resizes the whole frame to size x size, ignoring aspect ratio (the
+        original video-text demo); "center_crop" scales the shorter side to `size` and keeps
+        the centre (the original classification colab). Both resize full-resolution
+        RGB with PIL's Lanczos, as the original does. "squash_swscale" and
+        "center_crop_swscale" do the same in FFmpeg's colour conversion: faster, but about
+        1/255 off the original's frames on average.
 
     Frames are turned upright by the container's display rotation (multiples of 90 degrees;
-    mirroring is not applied), as ffmpeg's autorotate does. Any pixel format FFmpeg decodes
+    mirroring is not applied), as ffmpeg's autorotate does. Like the original, which reads
+    frames through ffmpeg, the stored pixels are used as they are: a sample aspect ratio
+    (non-square pixels) is not applied. Any pixel format FFmpeg decodes
     (10-bit, 4:4:4, grey, ...) comes out as 8-bit RGB.
 
     Raises FileNotFoundError for a missing file and VideoDecodeError (naming the file, chained
@@ -110,7 +131,6 @@ def read_frames(
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream_index = stream.index
-        sar = stream.sample_aspect_ratio
         scan = _scan(container, stream, path, stop_after=last)
     # An unfinished scan stopped after frame `last`, so the min only cuts at a real end.
     stop = scan.count if last is None else min(last + 1, scan.count)
@@ -121,7 +141,7 @@ def read_frames(
     reformatter = VideoReformatter()
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        return _to_rgb(frame, reformatter, size, resize, float(sar) if sar else 1.0)
+        return _to_rgb(frame, reformatter, size, resize)
 
     wanted = first + frame_indices(stop - first, num_frames)
     images = None
@@ -169,6 +189,174 @@ def iter_frames(
     if prefetch == 0:
         return ((key, read(path, support)) for key, path, support in items)
     return _prefetched(iter(items), read, prefetch)
+
+
+# --------------------------------------------------------------------------------------------
+# Long videos: one pass over many frames
+
+
+@dataclass
+class DecodeCounts:
+    """What :func:`stream_frames` did: frames out of the decoder, and frames converted to RGB."""
+
+    decoded: int = 0
+    converted: int = 0
+
+
+def frame_times(path: str | os.PathLike) -> np.ndarray:
+    """Display time in seconds of every frame of a video, from a packet scan (no decoding);
+    float64 (count,), first frame at its own timestamp. Where the packets carry no usable
+    timestamps, frames are spaced by the stream's average rate.
+
+    Raises FileNotFoundError or VideoDecodeError as :func:`read_frames` does.
+    """
+    path = os.fspath(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        scan = _scan(container, stream, path, stop_after=None)
+        rate = stream.average_rate or stream.guessed_rate
+        time_base = stream.time_base
+    _check_range(path, None, 0, scan.count, scan.count)
+    if scan.frames is not None:
+        return np.array([float(pts * time_base) for pts, _, _ in scan.frames], np.float64)
+    if not rate:
+        raise VideoDecodeError(f"{path}: the video has neither frame timestamps nor a frame "
+                               "rate; give windows in frames instead of seconds")
+    return np.arange(scan.count, dtype=np.float64) / float(rate)
+
+
+def stream_frames(
+    path: str | os.PathLike,
+    indices: Iterable[int],
+    size: int = 288,
+    *,
+    resize: str = "squash",
+    counts: DecodeCounts | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the frames at non-decreasing 0-based ``indices`` as uint8 RGB (size, size, 3),
+    in one forward pass over the file: the decoder jumps ahead (to the keyframe before the
+    next wanted frame) only across gaps with a keyframe in them, and a repeated index repeats
+    the frame. Memory holds one frame, whatever the number of indices.
+
+    Frames are numbered and converted as :func:`read_frames` numbers and converts them.
+    Raises FileNotFoundError, or VideoDecodeError naming the file (a bad argument, an index
+    past the end, a decoder error, a file that ends early); frames yielded before the error
+    stay valid.
+    """
+    _check_args(1, size, resize)
+    path = os.fspath(path)
+    wanted = [int(i) for i in indices]
+    if not wanted:
+        return
+    if wanted[0] < 0 or any(a > b for a, b in zip(wanted, wanted[1:])):
+        raise VideoDecodeError(f"{path}: frame indices must be >= 0 and non-decreasing")
+    counts = counts if counts is not None else DecodeCounts()
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream_index = stream.index
+        scan = _scan(container, stream, path, stop_after=wanted[-1])
+    if wanted[-1] >= scan.count:
+        raise VideoDecodeError(f"{path}: frame {wanted[-1] + 1} (1-based) is past the end "
+                               f"(the video has {scan.count} frames)")
+    reformatter = VideoReformatter()
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        counts.converted += 1
+        return _to_rgb(frame, reformatter, size, resize)
+
+    done = 0  # frames yielded so far
+    if scan.frames is not None:
+        try:
+            for image in _stream_planned(path, stream_index, scan.frames, wanted, convert,
+                                         counts):
+                done += 1
+                yield image
+            return
+        except _OffTable:
+            pass  # count decoded frames from the start instead, past the frames yielded
+    yield from _stream_counting(path, stream_index, wanted, done, convert, counts)
+
+
+def _stream_planned(
+    path: str,
+    stream_index: int,
+    table: list[tuple[int, int, bool]],
+    wanted: list[int],
+    convert: Callable[[av.VideoFrame], np.ndarray],
+    counts: DecodeCounts,
+) -> Iterator[np.ndarray]:
+    """stream_frames by the packet table: frames named by pts; raises _OffTable if off it."""
+    index_of = {pts: i for i, (pts, _, _) in enumerate(table)}
+    keyframes = [i for i, (_, _, key) in enumerate(table) if key]
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "AUTO"
+        frames = _decoded(container, stream)
+        position = -1  # index of the last frame out of the decoder
+        image = None
+        try:
+            for target in wanted:
+                if target != position or image is None:
+                    k = bisect.bisect_right(keyframes, target) - 1
+                    if k >= 0 and keyframes[k] > position + 1:
+                        frames.close()
+                        frames, position = _seek(
+                            container, stream, table, index_of, keyframes[: k + 1], target
+                        )
+                    for frame in frames:
+                        counts.decoded += 1
+                        index = index_of.get(frame.pts)
+                        if index != position + 1:
+                            raise _OffTable  # unknown pts, or a skipped or repeated frame
+                        position = index
+                        if index == target:
+                            image = convert(frame)
+                            break
+                    else:
+                        raise _OffTable  # the stream ended before the target
+                yield image
+        except av.FFmpegError as err:
+            raise _decode_failed(path, position, err) from err
+        finally:
+            frames.close()
+
+
+def _stream_counting(
+    path: str,
+    stream_index: int,
+    wanted: list[int],
+    done: int,
+    convert: Callable[[av.VideoFrame], np.ndarray],
+    counts: DecodeCounts,
+) -> Iterator[np.ndarray]:
+    """stream_frames numbering frames as the decoder outputs them from the first; the first
+    ``done`` wanted frames were already yielded."""
+    rest = wanted[done:]
+    if not rest:
+        return
+    index = -1
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "AUTO"
+        frames = _decoded(container, stream)
+        try:
+            position = 0
+            for index, frame in enumerate(frames):
+                counts.decoded += 1
+                if index < rest[position]:
+                    continue
+                image = convert(frame)
+                while position < len(rest) and rest[position] == index:
+                    yield image
+                    position += 1
+                if position == len(rest):
+                    return
+        except av.FFmpegError as err:
+            raise _decode_failed(path, index, err) from err
+        finally:
+            frames.close()
+    raise VideoDecodeError(f"{path}: the video ended after frame {index + 1} (1-based), before "
+                           f"frame {rest[position] + 1}; the file may be truncated")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,43 +500,12 @@ def _decode_planned(
     convert: Callable[[av.VideoFrame], np.ndarray],
 ) -> dict[int, np.ndarray] | None:
     """Wanted frames by index, seeking to keyframes and naming frames by pts; None if off table."""
-    index_of = {pts: i for i, (pts, _, _) in enumerate(table)}
-    keyframes = [i for i, (_, _, key) in enumerate(table) if key]
-    wanted_set = {int(i) for i in wanted}
-    images: dict[int, np.ndarray] = {}
-    with _open(path) as container:
-        stream = container.streams[stream_index]
-        stream.thread_type = "AUTO"
-        frames = _decoded(container, stream)
-        position = -1  # index of the last frame out of the decoder
-        try:
-            for target in sorted(wanted_set):
-                if target in images:
-                    continue
-                k = bisect.bisect_right(keyframes, target) - 1
-                if k >= 0 and keyframes[k] > position + 1:
-                    frames.close()
-                    frames, position = _seek(
-                        container, stream, table, index_of, keyframes[: k + 1], target
-                    )
-                for frame in frames:
-                    index = index_of.get(frame.pts)
-                    if index != position + 1:
-                        raise _OffTable  # unknown pts, or the decoder skipped or repeated one
-                    position = index
-                    if index in wanted_set and index not in images:
-                        images[index] = convert(frame)
-                    if index == target:
-                        break
-                else:
-                    raise _OffTable  # the stream ended before the target
-        except _OffTable:
-            return None
-        except av.FFmpegError as err:
-            raise _decode_failed(path, position, err) from err
-        finally:
-            frames.close()
-    return images
+    order = sorted({int(i) for i in wanted})
+    try:
+        return dict(zip(order, _stream_planned(path, stream_index, table, order, convert,
+                                               DecodeCounts()), strict=True))
+    except _OffTable:
+        return None
 
 
 def _seek(
@@ -464,30 +621,40 @@ def _decoded(
 
 
 def _to_rgb(
-    frame: av.VideoFrame,
-    reformatter: VideoReformatter,
-    size: int,
-    resize: str,
-    sample_aspect: float,
+    frame: av.VideoFrame, reformatter: VideoReformatter, size: int, resize: str
 ) -> np.ndarray:
-    """One decoded frame -> upright uint8 RGB (size, size, 3); swscale converts and resizes."""
-    if resize == "squash":
-        width = height = size
-    else:
-        # Scale so the shorter displayed side (pixels x sample aspect ratio) becomes `size`;
-        # which side is shorter does not change under a 90-degree turn, so crop before turning.
-        shown_w = frame.width * sample_aspect
-        scale = size / min(shown_w, frame.height)
-        width = max(size, round(shown_w * scale))
-        height = max(size, round(frame.height * scale))
-    image = reformatter.reformat(
-        frame, width, height, format="rgb24", interpolation=_INTERPOLATION
-    ).to_ndarray()
-    top, left = (height - size) // 2, (width - size) // 2
-    image = image[top : top + size, left : left + size]
+    """One decoded frame -> upright uint8 RGB (size, size, 3), resized as `resize` says."""
     # `rotation` is the counter-clockwise turn that shows the picture upright; so is np.rot90.
     quarter_turns = round(frame.rotation / 90) % 4
-    return np.rot90(image, quarter_turns) if quarter_turns else image
+    crop = resize.startswith("center_crop")
+    if resize.endswith(_SWSCALE):
+        # Which side is shorter does not change under a 90-degree turn, so crop before turning.
+        height, width = _cover(frame.height, frame.width, size) if crop else (size, size)
+        image = reformatter.reformat(
+            frame, width, height, format="rgb24", interpolation=_SWSCALE_INTERPOLATION
+        ).to_ndarray()
+        image = _center(image, size)
+        return np.rot90(image, quarter_turns) if quarter_turns else image
+    # The original's order: full-size RGB, upright as ffmpeg gives it, then PIL's resize.
+    image = reformatter.reformat(frame, format="rgb24").to_image()  # shares the RGB buffer
+    if quarter_turns:
+        image = image.transpose(_QUARTER_TURNS[quarter_turns])
+    height, width = _cover(image.height, image.width, size) if crop else (size, size)
+    image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return _center(np.asarray(image), size)
+
+
+def _cover(height: int, width: int, size: int) -> tuple[int, int]:
+    """The classification colab's resize target: the (h, w) of the same aspect ratio whose
+    shorter side is `size`, each side rounded."""
+    scale = max(size / height, size / width)
+    return round(height * scale), round(width * scale)
+
+
+def _center(image: np.ndarray, size: int) -> np.ndarray:
+    """The colab's crop: size x size at ((h - size) // 2, (w - size) // 2)."""
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,9 +7,14 @@ by text, tag them zero-shot, from the shell.
     fiftyone-videoprism embed /path/to/videos --classes "cooking,swimming" --query "a dog" --app
     fiftyone-videoprism search videos "a person cooking" -k 5
     fiftyone-videoprism tag videos --classes "cooking,swimming,playing drums" --sample-tags
+    fiftyone-videoprism moments /path/to/long/videos --query "a dog jumps" -k 5 --app
+    fiftyone-videoprism train videos --labels ground_truth --head attention --out heads/mine
+    fiftyone-videoprism classify videos --head heads/mine.safetensors
 
 Each command calls the same public functions as the Python API and the plugin operators
-(:mod:`fiftyone_videoprism.fo.runs`, ``fob.compute_similarity``, ``sort_by_similarity``).
+(:mod:`fiftyone_videoprism.fo.runs`, :mod:`fiftyone_videoprism.fo.moments`,
+:mod:`fiftyone_videoprism.fo.classify`, :mod:`fiftyone_videoprism.fo.index`,
+``sort_by_similarity``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_videoprism.core.settings import DTYPES, RESIZE_MODES
-from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_LABEL_FIELD,
-                                             DEFAULT_MODEL, DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
+from fiftyone_videoprism.fo.defaults import (DEFAULT_BRAIN_KEY, DEFAULT_CLASSIFIER_FIELD,
+                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL,
+                                             DEFAULT_MOMENT_LABELS_FIELD, DEFAULT_MOMENTS_FIELD,
+                                             DEFAULT_WINDOWS_FIELD,
+                                             RUN_SUMMARY_LOG_KEY,
+                                             DEFAULT_EMBEDDINGS_FIELD as DEFAULT_FIELD)
 from fiftyone_videoprism.version import __version__
 
 
@@ -31,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    _quiet_run_summaries()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as err:
@@ -39,20 +49,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fiftyone-videoprism",
-        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
-                    "FiftyOne datasets.",
-    )
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+def _quiet_run_summaries() -> None:
+    """Drops the runs' failure-summary log records: the commands print the same counts from
+    RunStats on stdout (see :func:`_report`)."""
+    import logging
 
+    runs_logger = logging.getLogger("fiftyone_videoprism.fo.runs")
+    if _not_a_run_summary not in runs_logger.filters:
+        runs_logger.addFilter(_not_a_run_summary)
+
+
+def _not_a_run_summary(record) -> bool:
+    return not getattr(record, RUN_SUMMARY_LOG_KEY, False)
+
+
+def _model_options(default: str | None) -> argparse.ArgumentParser:
+    """The model options shared by the commands; ``default`` is the ``--model`` default."""
     model = argparse.ArgumentParser(add_help=False)
     group = model.add_argument_group("model")
-    group.add_argument("--model", default=DEFAULT_MODEL,
-                       help="zoo model name (default: %(default)s)")
+    group.add_argument("--model", default=default,
+                       help=f"zoo model name (default: {default or 'the backbone of the head'})")
     group.add_argument("--checkpoint", help="local checkpoint file or folder (offline weights)")
     group.add_argument("--tokenizer", help="local c4_en SentencePiece .model file (LvT models)")
     group.add_argument("--model-config",
@@ -66,6 +82,20 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=DTYPES,
                        help="precision (default: float32, the fastest on a CPU)")
     group.add_argument("--batch-size", type=int, help="videos per MLX call (default: 1, fastest on a CPU)")
+    return model
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiftyone-videoprism",
+        description="VideoPrism (MLX) video embeddings, text search and zero-shot tags for "
+                    "FiftyOne datasets.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    model = _model_options(DEFAULT_MODEL)
 
     zero_shot = argparse.ArgumentParser(add_help=False)
     group = zero_shot.add_argument_group("zero-shot tagging (LvT models)")
@@ -134,9 +164,25 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="embeddings field (default: %(default)s)")
     embed.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
                        help="similarity index key (default: %(default)s)")
-    embed.add_argument("--backend", help="similarity backend (default: FiftyOne's, sklearn)")
+    embed.add_argument("--backend", help="similarity backend: any FiftyOne brain backend, e.g. "
+                                         "sklearn, lancedb, pgvector (default: the brain config's)")
+    embed.add_argument("--backend-param", action="append", dest="backend_params",
+                       metavar="NAME=VALUE",
+                       help="a backend parameter, e.g. uri=/data/lancedb (repeat for more); "
+                            "connection parameters are saved to the brain config for other "
+                            "processes")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
+    embed.add_argument("--no-map", dest="map", action="store_false",
+                       help="skip the embeddings map (a 2-D layout of the embeddings for the "
+                            "App's Embeddings panel, brain key <field>_map)")
+    embed.add_argument("--workers", type=int, metavar="N",
+                       help="split the embedding into N shards, queued as delegated operations "
+                            "for `fiftyone delegated launch` workers sharing this database; "
+                            "waits for them, then builds the index")
+    embed.add_argument("--worker-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="a shard whose worker sends no heartbeat for this long is queued "
+                            "again (default: %(default)s)")
     embed.add_argument("--query", help="print the top matches of this text query")
     embed.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
     embed.set_defaults(run=_embed)
@@ -160,6 +206,70 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--field", default=DEFAULT_FIELD,
                      help="embeddings field to reuse and fill (default: %(default)s)")
     tag.set_defaults(run=_tag)
+
+    moments = commands.add_parser(
+        "moments", parents=[model, app], help="find when something happens in long videos",
+        description="Embeds overlapping windows of every video (16 frames per 8 s, a window "
+                    "every 4 s by default), indexes them for text search on the clips view of "
+                    "the windows field (in Python and the App), and prints the best moments "
+                    "of a text query; optionally labels segments zero-shot.")
+    moments.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
+    moments.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
+    moments.add_argument("--field", default=DEFAULT_WINDOWS_FIELD,
+                         help="windows field (default: %(default)s)")
+    grid = moments.add_argument_group("windows")
+    grid.add_argument("--window-seconds", type=float, help="window span (default: 8)")
+    grid.add_argument("--stride-seconds", type=float,
+                      help="time between window starts (default: 4)")
+    grid.add_argument("--window-frames", type=int, help="window span in video frames instead")
+    grid.add_argument("--stride-frames", type=int, help="stride in video frames instead")
+    moments.add_argument("--recompute", action="store_true",
+                         help="recompute the windows of videos that have them")
+    moments.add_argument("--query", help="print the best moments for this text query")
+    moments.add_argument("-k", type=int, default=10, help="moments to print (default: 10)")
+    moments.add_argument("--threshold", type=float,
+                         help="adjacent windows scoring at least this merge into one moment")
+    moments.add_argument("--classes", help="also label segments zero-shot over these "
+                                           "comma-separated classes")
+    moments.add_argument("--label-field", default=DEFAULT_MOMENT_LABELS_FIELD,
+                         help="field for the segments (default: %(default)s)")
+    moments.set_defaults(run=_moments)
+
+    train = commands.add_parser(
+        "train", parents=[model], help="train a classifier head from a dataset's labels",
+        description="Trains a few-shot head on the frozen encoder from a Classification or "
+                    "Classifications field, or from sample tags (--labels tags --classes ...), "
+                    "saves it, and evaluates it on held-out samples with FiftyOne.")
+    train.add_argument("dataset", help="dataset name")
+    train.add_argument("--labels", required=True, metavar="FIELD",
+                       help="label field, or 'tags' (then --classes names the tags to learn)")
+    train.add_argument("--classes", help="comma-separated class names (default: all found)")
+    train.add_argument("--multi-label", action="store_true",
+                       help="with tags: a video may carry several of them")
+    train.add_argument("--head", choices=("attention", "linear"), default="attention",
+                       help="attention pooler on the tokens (the original's head) or linear "
+                            "probe on the embedding (default: %(default)s)")
+    train.add_argument("--out", help="head path stem (default: ./<dataset>_<labels>_<head>)")
+    train.add_argument("--epochs", type=int, default=100, help="at most (default: %(default)s)")
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
+    train.add_argument("--val-fraction", type=float, default=0.2,
+                       help="held-out share per class (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    train.set_defaults(run=_train)
+
+    classify = commands.add_parser(
+        "classify", parents=[_model_options(None)],
+        help="label a dataset's videos with a saved head",
+        description="Applies a head saved by 'train' to every video; the model defaults to "
+                    "the one the head was trained on.")
+    classify.add_argument("dataset", help="dataset name")
+    classify.add_argument("--head", required=True, metavar="PATH",
+                          help="the head's .safetensors or .json")
+    classify.add_argument("--label-field", default=DEFAULT_CLASSIFIER_FIELD,
+                          help="field for the labels (default: %(default)s)")
+    classify.add_argument("--store-logits", action="store_true",
+                          help="store per-class logits on each label")
+    classify.set_defaults(run=_classify)
     return parser
 
 
@@ -174,9 +284,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{len(paths)} sample clips in {args.folder}")
     args = argparse.Namespace(
         **vars(args), source=args.folder, field=DEFAULT_FIELD, brain_key=DEFAULT_BRAIN_KEY,
-        backend=None, recompute=False, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES),
-        templates=None, label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False,
-        top_k=None)
+        backend=None, backend_params=None, workers=None, worker_timeout=120.0,
+        recompute=False, map=True, query=demo.QUERY, k=3, classes=",".join(demo.CLASSES), templates=None,
+        label_field=DEFAULT_LABEL_FIELD, sample_tags=False, store_logits=False, top_k=None)
     return _embed(args)
 
 
@@ -206,9 +316,7 @@ def _uninstall_plugin(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import fiftyone.brain as fob
-
-    from fiftyone_videoprism.fo import runs
+    from fiftyone_videoprism.fo import index, runs
 
     # Everything that costs nothing is checked before weights load and videos decode.
     classes = _classes(args) if args.classes else None
@@ -219,26 +327,43 @@ def _embed(args: argparse.Namespace) -> int:
     if classes:
         runs.check_label_field(dataset, args.label_field, _label_type(args))
     print(f"Dataset '{dataset.name}': {_count(len(dataset), 'video')}")
-    stats = runs.compute_embeddings(dataset, model, args.field,
-                                    skip_existing=not args.recompute)
-    _report("Embedded", stats)
+    if args.workers:
+        _embed_on_workers(dataset, model, model_kwargs, args)
+    else:
+        stats = runs.compute_embeddings(dataset, model, args.field,
+                                        skip_existing=not args.recompute)
+        _report("Embedded", stats)
 
-    if dataset.has_brain_run(args.brain_key):
-        dataset.delete_brain_run(args.brain_key)
-    similarity = {"backend": args.backend} if args.backend else {}
-    fob.compute_similarity(dataset, model=args.model, model_kwargs=model_kwargs,
-                           embeddings=args.field, brain_key=args.brain_key, **similarity)
+    index.build_index(dataset, args.model, model_kwargs, args.field, args.brain_key,
+                      backend=args.backend,
+                      backend_params=index.parse_backend_params(args.backend_params))
     print(f"Similarity index '{args.brain_key}' on field '{args.field}'"
           + (" (text search enabled)" if model.can_embed_prompts else ""))
 
     if classes:
-        _zero_shot(dataset, model, classes, args)
+        # Over the embedded videos: the ones that failed were just reported.
+        _zero_shot(dataset.exists(args.field), model, classes, args)
+    if args.map:
+        _map(dataset, args.field, args.label_field if classes else None)
 
     view = dataset.view()
     if args.query:
         view = _print_matches(dataset, args.query, args.brain_key, args.k)
     _maybe_launch(view, args)
     return 0
+
+
+def _embed_on_workers(dataset, model, model_kwargs: dict[str, Any],
+                      args: argparse.Namespace) -> None:
+    from fiftyone_videoprism.fo import shards
+
+    op_ids = shards.queue(dataset, args.field, args.workers, model, args.model, model_kwargs,
+                          recompute=args.recompute, timeout_s=args.worker_timeout)
+    print(f"Queued {len(op_ids)} shards for `fiftyone delegated launch` workers on this "
+          "database", flush=True)
+    status = shards.wait(dataset, args.field, op_ids, timeout_s=args.worker_timeout,
+                         report=lambda progress: print(progress, flush=True))
+    print(f"Embedded: {status.done} of {status.total} videos have an embedding")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -259,6 +384,91 @@ def _tag(args: argparse.Namespace) -> int:
     model, _ = _model_from_args(args, text=True)
     _zero_shot(dataset, model, classes, args)
     _maybe_launch(dataset.view(), args)
+    return 0
+
+
+def _moments(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.fo import moments
+
+    model, model_kwargs = _model_from_args(args, text=bool(args.query or args.classes))
+    dataset = _dataset_for(args.source, args.dataset)
+    print(f"Dataset '{dataset.name}': {len(dataset)} videos")
+    grid = {key: getattr(args, key) for key in ("window_seconds", "stride_seconds",
+                                                 "window_frames", "stride_frames")
+            if getattr(args, key) is not None}
+    stats = moments.compute_moments(dataset, model, args.field, model_kwargs=model_kwargs,
+                                    skip_existing=not args.recompute, **grid)
+    _report("Windowed", stats)
+    view = dataset.to_clips(args.field) if dataset.has_field(args.field) else dataset.view()
+    print(f"{len(view)} windows; the App searches them on the clips view of '{args.field}'")
+    if args.classes:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        stats = moments.tag_moments(dataset, model, classes, args.label_field,
+                                    windows_field=args.field, **grid)
+        print(f"Segments of {stats.written} videos in '{args.label_field}'")
+    if args.query:
+        view = moments.find_moments(dataset, args.query, k=args.k, threshold=args.threshold,
+                                    windows_field=args.field, model=model)
+        print(f"Top {len(view)} moments for {args.query!r}:")
+        rows = zip(*view.values(["filepath", "support",
+                                 f"{DEFAULT_MOMENTS_FIELD}.confidence"]), strict=True)
+        for rank, (path, support, score) in enumerate(rows, start=1):
+            print(f"{rank:3d}. {score:+.4f}  {path}  frames {support[0]}-{support[1]}")
+    _maybe_launch(view, args)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.fo import classify
+
+    dataset = _existing_dataset(args.dataset)
+    model, _ = _model_from_args(args, text=False)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    clf = classify.train_classifier(
+        dataset, model, args.labels, args.head, classes=classes,
+        multi_label=True if args.multi_label else None, val_fraction=args.val_fraction,
+        epochs=args.epochs, learning_rate=args.lr, seed=args.seed, progress=True)
+    stats = clf.feature_stats
+    print(f"Features of {stats.written} videos ({stats.computed} computed, the rest from the "
+          f"store)" + (f"; {len(stats.failed)} could not be read" if stats.failed else ""))
+    last = clf.history[-1]
+    print(f"Trained {len(clf.history)} epochs: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in last.items() if k != "epoch"))
+    path = clf.save(args.out or f"{dataset.name}_{args.labels}_{args.head}")
+    print(f"Saved the head to {path} (and {path.with_suffix('.json').name})")
+    if clf.evaluation is not None:
+        clf.evaluation.print_report()
+        plot = classify.save_confusion_matrix(clf.evaluation,
+                                              path.with_name(path.stem + "_confusion.png"))
+        print(f"Held-out accuracy {clf.evaluation.metrics()['accuracy']:.3f}; evaluation "
+              f"'{clf.evaluation.key}'; confusion matrix {plot}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from fiftyone_videoprism.core import heads
+    from fiftyone_videoprism.fo import classify
+
+    dataset = _existing_dataset(args.dataset)
+    _, spec = heads.load_head(args.head)
+    if args.model is None:
+        args.model = spec.backbone.get("name")
+        if args.model is None:
+            raise ValueError(f"{args.head} was trained on a model given by its architecture; "
+                             f"pass --model, --model-config and --checkpoint")
+    for key, value in (("num_frames", spec.num_frames), ("image_size", spec.image_size),
+                       ("resize", spec.resize)):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    model, _ = _model_from_args(args, text=False)
+    clf = classify.load_head(args.head, model)
+    stats = classify.apply_classifier(dataset, clf, args.label_field,
+                                      store_logits=args.store_logits, progress=True)
+    _report("Classified", stats)
+    path = args.label_field + (".classifications.label" if clf.multi_label else ".label")
+    counts = dataset.count_values(path)
+    print(f"Labels in '{args.label_field}': " + ", ".join(
+        f"{name} {counts.get(name, 0)}" for name in clf.classes))
     return 0
 
 
@@ -289,7 +499,9 @@ def _dataset_for(source: str, name: str | None):
     if new:
         dataset.add_samples([fo.Sample(filepath=p) for p in new])
         # Frame counts, rates and sizes, which the App and clips views read.
-        dataset.select_by("filepath", new).compute_metadata()
+        # Without warnings: a file FiftyOne cannot probe fails to embed too, and that error,
+        # with its cause, is the one the user reads.
+        dataset.select_by("filepath", new).compute_metadata(warn_failures=False)
     return dataset
 
 
@@ -343,13 +555,20 @@ def _zero_shot(dataset, model, classes: list[str], args: argparse.Namespace) -> 
     print(f"Zero-shot labels in '{args.label_field}'{best}: {summary}")
 
 
+def _map(dataset, field: str, label_field: str | None) -> None:
+    from fiftyone_videoprism.fo import maps
+
+    text = maps.describe_map(maps.build_map(dataset, field, label_field=label_field), field)
+    print(text[0].upper() + text[1:])
+
+
 def _print_matches(dataset, query: str, brain_key: str, k: int):
     """Prints the ``k`` best matches of ``query``; returns the sorted view."""
     import numpy as np
 
-    if not dataset.has_brain_run(brain_key):
-        raise ValueError(f"dataset {dataset.name!r} has no similarity index {brain_key!r}; "
-                         "build one with 'fiftyone-videoprism embed'")
+    from fiftyone_videoprism.fo.index import require_index
+
+    require_index(dataset, brain_key)
     view = dataset.sort_by_similarity(query, k=k, brain_key=brain_key)
     results = dataset.load_brain_results(brain_key)
     field = results.config.embeddings_field

@@ -10,3 +10,10 @@ DEFAULT_EMBEDDINGS_FIELD = "videoprism"
 DEFAULT_LABEL_FIELD = "videoprism_zero_shot"
 DEFAULT_BRAIN_KEY = "videoprism"
 DEFAULT_DIST_FIELD = "videoprism_similarity"
+DEFAULT_WINDOWS_FIELD = "videoprism_windows"
+DEFAULT_MOMENTS_FIELD = "videoprism_moments"
+DEFAULT_MOMENT_LABELS_FIELD = "videoprism_moment_labels"
+DEFAULT_CLASSIFIER_FIELD = "videoprism_classifier"
+# Log-record attribute marking a run's failure summary, which the CLI drops because it prints
+# the same counts itself.
+RUN_SUMMARY_LOG_KEY = "fiftyone_videoprism_run_summary"

@@ -29,6 +29,7 @@ import numpy as np
 
 from fiftyone_videoprism.core import embedding, factory, hub, settings, video, zeroshot
 from fiftyone_videoprism.core.tokenizer import Tokenizer
+from fiftyone_videoprism.fo import loading
 from fiftyone_videoprism.fo.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ class VideoPrismModelConfig(foc.Config):
             size; default the trained size (288)
         resize ("squash"): ``"squash"`` resizes the whole frame to ``image_size`` square,
             ignoring its aspect ratio, as the original demo does; ``"center_crop"`` resizes
-            the shorter side and crops the centre square, keeping proportions
+            the shorter side and crops the centre square, keeping proportions, as the
+            original classification colab does. Both give the original's pixels (PIL
+            Lanczos); ``"squash_swscale"`` and ``"center_crop_swscale"`` resize in FFmpeg
+            instead, faster but about 1/255 off
+            (:func:`fiftyone_videoprism.core.video.read_frames`)
         batch_size (1): videos per MLX call in :meth:`VideoPrismModel.embed_all`,
             :meth:`VideoPrismModel.predict_all` and :mod:`fiftyone_videoprism.fo.runs`
         classes (None): class names for zero-shot :meth:`VideoPrismModel.predict` (LvT only)
@@ -119,7 +124,35 @@ class VideoPrismModelConfig(foc.Config):
                                                            default=settings.DEFAULT_DTYPE))
 
 
-class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.LogitsMixin):
+class SelfDecodingVideoModel(fom.Model):
+    """A FiftyOne video model that decodes its own frames from the reader FiftyOne passes, so
+    it takes no transforms or preprocessing, and whose batches are stacked frames."""
+
+    @property
+    def media_type(self) -> str:
+        return "video"
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False
+
+    @property
+    def transforms(self) -> None:
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        return False
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        if value:
+            raise ValueError(f"{type(self).__name__} decodes its own frames; preprocess cannot "
+                             f"be enabled")
+
+
+class VideoPrismModel(SelfDecodingVideoModel, fom.EmbeddingsMixin, fom.PromptMixin,
+                      fom.LogitsMixin):
     """VideoPrism video encoders on MLX as a FiftyOne model for video collections.
 
     Every model embeds videos (one unit-norm vector per video or clip). The video-text (LvT)
@@ -199,10 +232,6 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     # -- capabilities ------------------------------------------------------------------------
 
     @property
-    def media_type(self) -> str:
-        return "video"
-
-    @property
     def is_lvt(self) -> bool:
         """True for the video-text (LvT) models, which embed text and classify zero-shot."""
         return self._net.config.is_lvt
@@ -218,23 +247,6 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
     @property
     def has_logits(self) -> bool:
         return self.is_lvt
-
-    @property
-    def ragged_batches(self) -> bool:
-        return False
-
-    @property
-    def transforms(self) -> None:
-        return None
-
-    @property
-    def preprocess(self) -> bool:
-        return False
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        if value:
-            raise ValueError("VideoPrismModel decodes its own frames; preprocess cannot be enabled")
 
     @property
     def mlx_model(self):
@@ -261,10 +273,8 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         the pooling and the frame settings (``num_frames``, ``image_size``, ``resize``). Two
         models with equal keys give equal embeddings of the same video; the embeddings cache
         (:mod:`fiftyone_videoprism.core.cache`) keys entries by it."""
-        if self._weights_digest is None:
-            self._weights_digest = embedding.weights_digest(self._net)
         spec = {
-            "weights": self._weights_digest,
+            "weights": self.weights_digest,
             "architecture": self._net.config.to_dict(),
             "pooling": "attention" if self.is_lvt else "token_mean",
             "num_frames": self.num_frames,
@@ -273,17 +283,24 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
+    def zoo_kwargs(self) -> dict[str, Any]:
+        """The load kwargs that give this model again, as
+        ``foz.load_zoo_model(config.model_name, **kwargs)``: what a similarity index records so
+        that another process (the App server) can embed text queries with the same model."""
+        keys = ("checkpoint_path", "tokenizer_path", "model_config", "num_frames",
+                "image_size", "resize", "batch_size", "dtype")
+        return loading.model_kwargs(**{key: getattr(self.config, key) for key in keys})
+
     @property
     def provenance(self) -> dict[str, Any]:
         """What made this model's embeddings, as stored with every field it writes: the zoo
         name, the :attr:`embedding_key` (the identity that decides whether two models give
         the same vectors) and the settings a person reads (weights digest, frames, size,
         resize, dtype)."""
-        self.embedding_key  # computes the weights digest once
         return {
             "model": self.config.model_name,
             "embedding_key": self.embedding_key,
-            "weights": self._weights_digest[:16],
+            "weights": self.weights_digest[:16],
             "num_frames": self.num_frames,
             "image_size": self.image_size,
             "resize": self.config.resize,
@@ -328,6 +345,19 @@ class VideoPrismModel(fom.Model, fom.EmbeddingsMixin, fom.PromptMixin, fom.Logit
         embeddings (:func:`fiftyone_videoprism.core.embedding.embed_videos`)."""
         with self._lock:
             return embedding.embed_videos(self._net, frames)
+
+    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(B, T, S, S, 3) frames -> (B, T*N, D) float32 space-time tokens of the video
+        encoder (:func:`fiftyone_videoprism.core.embedding.video_tokens`)."""
+        with self._lock:
+            return embedding.video_tokens(self._net, frames)
+
+    @property
+    def weights_digest(self) -> str:
+        """SHA-256 of the weights (:func:`fiftyone_videoprism.core.embedding.weights_digest`)."""
+        if self._weights_digest is None:
+            self._weights_digest = embedding.weights_digest(self._net)
+        return self._weights_digest
 
     def embed(self, arg: Any) -> np.ndarray:
         """(D,) float32 unit-norm embedding of one video or clip (see :meth:`read_frames`)."""

@@ -1,12 +1,13 @@
 """FiftyOne plugin operators: embed videos, tag them zero-shot, build a text-searchable
-similarity index and search it by text, from the App (immediately or delegated) or with
+similarity index and search it by text, train and apply few-shot classifier heads, from the App (immediately or delegated) or with
 ``fiftyone.operators.execute_operator``.
 
 FiftyOne runs this file from a path under a made-up module name (through the shim that
 :func:`fiftyone_videoprism.fo.plugin.install_plugin` writes, or the repository's ``fiftyone.yml``),
 so it imports the package absolutely. The operators only build forms and read parameters; the
 work is done by the functions the CLI calls too: :mod:`fiftyone_videoprism.fo.runs`,
-``fiftyone.brain.compute_similarity`` and ``sort_by_similarity``.
+:mod:`fiftyone_videoprism.fo.classify`, :func:`fiftyone_videoprism.fo.index.build_index`
+and ``sort_by_similarity``.
 
 Weights come from the Hugging Face Hub or the ``FIFTYONE_VIDEOPRISM_*`` environment variables
 of the process that runs the operator; the "Local files" section of each form points to local
@@ -17,11 +18,13 @@ worker loads the same files.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import fiftyone as fo
 import fiftyone.brain as fob
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
@@ -29,12 +32,15 @@ import fiftyone.core.utils as fou
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_videoprism.core import zeroshot
-from fiftyone_videoprism.fo import loading, runs
+from fiftyone_videoprism.core import blas, heads, windows, zeroshot
+from fiftyone_videoprism.fo import (classify, index, loading, maps, moments, outputs, runs,
+                                    shards)
 from fiftyone_videoprism.core.configs import get_config
 from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_KEY,
-                                             DEFAULT_DIST_FIELD, DEFAULT_EMBEDDINGS_FIELD,
-                                             DEFAULT_LABEL_FIELD, DEFAULT_MODEL)
+                                             DEFAULT_CLASSIFIER_FIELD, DEFAULT_DIST_FIELD,
+                                             DEFAULT_EMBEDDINGS_FIELD, DEFAULT_LABEL_FIELD,
+                                             DEFAULT_MODEL, DEFAULT_MOMENT_LABELS_FIELD,
+                                             DEFAULT_MOMENTS_FIELD, DEFAULT_WINDOWS_FIELD)
 from fiftyone_videoprism.core.settings import DEFAULT_DTYPE, DEFAULT_RESIZE, DTYPES, RESIZE_MODES
 from fiftyone_videoprism.fo.zoo import zoo_model_names
 
@@ -95,6 +101,7 @@ class ComputeEmbeddings(foo.Operator):
                 choices.add_choice("overwrite", label=f"Recompute all {len(target)} videos")
                 inputs.enum("existing", choices.values(), default="skip", view=choices,
                             label=f"'{field}' already exists")
+        map_form(ctx, inputs, field)
         return types.Property(inputs, view=types.View(label="Compute VideoPrism embeddings"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -107,7 +114,12 @@ class ComputeEmbeddings(foo.Operator):
             lambda progress: runs.compute_embeddings(target, model, field, skip_existing=skip,
                                                       progress=progress),
         )
-        yield from finish(ctx, f"Embedded {stats.written} videos into '{field}'", stats)
+        message, links = f"Embedded {stats.written} videos into '{field}'", []
+        if ctx.params.get("build_map", True):
+            built = maps.build_map(target, field, label_field=_newest(zero_shot_fields(target)))
+            message += "; " + maps.describe_map(built, field)
+            links = map_links(built)
+        yield from finish(ctx, message, stats, links=links)
 
 
 class ZeroShotTag(foo.Operator):
@@ -120,10 +132,7 @@ class ZeroShotTag(foo.Operator):
 
     def resolve_input(self, ctx) -> types.Property:
         inputs = types.Object()
-        inputs.view_target(ctx, action_description="Tag")
-        model_form(ctx, inputs, text=True)
-        classes_form(ctx, inputs)
-        templates_form(ctx, inputs)
+        zero_shot_form(ctx, inputs)
         new_field_form(ctx, inputs, "label_field", DEFAULT_LABEL_FIELD, "Label field",
                        "Field that receives one Classification per video",
                        allowed_types=_ZERO_SHOT_TYPES)
@@ -140,7 +149,7 @@ class ZeroShotTag(foo.Operator):
         inputs.bool("tag_samples", default=False, label="Also add sample tags",
                     description="Add each video's predicted class to its sample tags")
         embeddings_field_form(
-            ctx, inputs, None,
+            ctx, inputs, stored_embeddings_field(ctx, None),
             "Optional: embeddings of the same model are reused from this field (no "
             "decoding), and new ones are stored there",
         )
@@ -167,8 +176,10 @@ class ZeroShotTag(foo.Operator):
                     top_k=top_k, progress=progress)
 
         stats = yield from run_with_progress(ctx, "Tagging videos", tag)
-        yield from finish(ctx, f"Tagged {stats.written} videos into '{field}' over "
-                               f"{len(classes)} classes", stats)
+        yield from finish(
+            ctx, f"Tagged {stats.written} videos into '{field}' over {len(classes)} classes",
+            stats, distribution=runs.label_counts(target, field),
+            links=[labelled_link(target, field)])
 
 
 class BuildTextIndex(foo.Operator):
@@ -185,7 +196,7 @@ class BuildTextIndex(foo.Operator):
         new_brain_key_form(ctx, inputs)
         model_form(ctx, inputs, text=True)
         field = embeddings_field_form(
-            ctx, inputs, DEFAULT_EMBEDDINGS_FIELD,
+            ctx, inputs, stored_embeddings_field(ctx, DEFAULT_EMBEDDINGS_FIELD),
             "Embeddings already in this field are reused (they must come from the same model "
             "and settings); missing ones are computed and stored there",
         )
@@ -199,6 +210,14 @@ class BuildTextIndex(foo.Operator):
         inputs.enum("backend", backends, default=default if default in backends else backends[0],
                     label="Backend", view=types.DropdownView(),
                     description="Similarity backends whose client package is installed here")
+        params = inputs.list("backend_params", types.String(), label="Backend parameters",
+                             description="Optional NAME=VALUE items, e.g. uri=/data/lancedb; "
+                                         "connection parameters are saved to the brain config")
+        try:
+            index.parse_backend_params(ctx.params.get("backend_params"))
+        except ValueError as err:
+            params.invalid = True
+            params.error_message = str(err)
         return types.Property(inputs, view=types.View(label="Build a VideoPrism text index"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -213,16 +232,38 @@ class BuildTextIndex(foo.Operator):
         )
         # By zoo name and load kwargs, not the model object: the index records them, so the App
         # server (another process) can load the text encoder for every query.
-        fob.compute_similarity(
-            target,
-            model=ctx.params.get("model", DEFAULT_MODEL),
-            model_kwargs=model_kwargs,
-            embeddings=field,
-            brain_key=brain_key,
-            backend=ctx.params.get("backend"),
-        )
-        yield from finish(ctx, f"Built text index '{brain_key}' over {len(target)} videos",
-                          stats)
+        index.build_index(target, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field,
+                          brain_key, backend=ctx.params.get("backend"),
+                          backend_params=index.parse_backend_params(
+                              ctx.params.get("backend_params")))
+        yield from finish(
+            ctx, f"Built text index '{brain_key}' over {len(target)} videos", stats,
+            links=[outputs.OperatorLink("Search it by text",
+                                        f"{self.plugin_name}/search_by_text",
+                                        {"brain_key": brain_key})])
+
+
+class EmbedShard(foo.Operator):
+    """One shard of a sharded embedding run (:mod:`fiftyone_videoprism.fo.shards`): queued by
+    ``fiftyone-videoprism embed --workers N``, run by a ``fiftyone delegated launch`` worker."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="embed_shard", label="Embed a shard (VideoPrism)",
+                                  unlisted=True, allow_immediate_execution=False,
+                                  allow_delegated_execution=True)
+
+    def execute(self, ctx) -> dict[str, Any]:
+        params = ctx.params
+        model = loading.zoo_model(params["model"], params["model_kwargs"])
+        target = ctx.dataset.select(params["sample_ids"])
+        label = f"shard {params['shard'] + 1}/{params['num_shards']} of run {params['run']}"
+        stats = shards.run_shard(
+            ctx, lambda progress: runs.compute_embeddings(
+                target, model, params["embeddings_field"], skip_existing=True, cache=True,
+                progress=progress),
+            params["heartbeat_s"], label)
+        return {"written": stats.written, "computed": stats.computed, "failed": stats.failed}
 
 
 class SearchByText(foo.Operator):
@@ -275,10 +316,268 @@ class SearchByText(foo.Operator):
             ctx.dataset.save_view(saved, view)
         if not ctx.delegated:
             yield ctx.ops.set_view(view)
+        message = f"{len(view)} matches for {ctx.params['query']!r}" + (
+            f", saved as the view '{saved}'" if saved else "")
+        yield from outputs.show_results(ctx, outputs.RunResult(
+            message, links=[outputs.ViewLink("Show the matches, best first", view)]))
+
+
+class ComputeMoments(foo.Operator):
+    """Embeds overlapping windows of every video and indexes them for text search."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("compute_moments", "Compute moments (VideoPrism)",
+                           "Embed overlapping windows of long videos and index them, so "
+                           "text search finds when something happens")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Window")
+        model_form(ctx, inputs, text=False)
+        inputs.str("windows_field", default=DEFAULT_WINDOWS_FIELD, label="Windows field",
+                   description="TemporalDetections field of the windows; the App searches "
+                               "its clips view")
+        grid_form(inputs)
+        inputs.bool("skip_existing", default=True, label="Skip videos that have windows",
+                    description="Resume: compute only videos without windows (or that failed)")
+        return types.Property(inputs, view=types.View(label="Compute VideoPrism moments"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, kwargs = model_from_form(ctx)
+        field = ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Embedding windows",
+            lambda progress: moments.compute_moments(
+                target, model, field, model_kwargs=kwargs, progress=progress,
+                skip_existing=bool(ctx.params.get("skip_existing", True)),
+                **grid_params(ctx)),
+        )
+        yield from finish(ctx, f"Windows of {stats.written} videos in '{field}'; search them "
+                               f"on the clips view of '{field}'", stats)
+
+
+class FindMoments(foo.Operator):
+    """Opens the best moments for a text query as a clips view, best first."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(
+            name="find_moments",
+            label="Find moments (VideoPrism)",
+            description="Find when something happens: the best windows for a text query",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        fields = sorted(ctx.dataset.info.get(moments.INFO_KEY, {}))
+        if not fields:
+            message = ("This dataset has no moments yet; run 'Compute moments (VideoPrism)' "
+                       "first")
+            inputs.view("no_moments", types.Warning(label=message))
+            prop = inputs.str("windows_field", required=True, view=types.HiddenView())
+            prop.invalid = True
+            prop.error_message = message
+            return types.Property(inputs)
+        default = DEFAULT_WINDOWS_FIELD if DEFAULT_WINDOWS_FIELD in fields else fields[0]
+        inputs.enum("windows_field", fields, default=default, label="Windows",
+                    view=types.DropdownView())
+        query = inputs.str("query", required=True, label="Query",
+                           description="e.g. a person opens a door")
+        if ctx.params.get("query") is not None and not ctx.params["query"].strip():
+            query.invalid = True
+            query.error_message = "Enter a text query"
+        inputs.int("k", default=10, min=1, label="Number of moments")
+        inputs.float("threshold", label="Merge threshold",
+                     description="Optional: adjacent windows scoring at least this (cosine "
+                                 "similarity) merge into one moment, and lower ones are "
+                                 "dropped; empty: every window is a moment")
+        return types.Property(inputs, view=types.View(label="Find moments"))
+
+    def execute(self, ctx) -> dict[str, Any]:
+        # From a clips view (e.g. the last result), search the videos it came from.
+        samples = ctx.dataset if ctx.view._is_clips else ctx.view
+        view = moments.find_moments(
+            samples, ctx.params["query"], k=ctx.params.get("k") or 10,
+            threshold=ctx.params.get("threshold"),
+            windows_field=ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD)
+        ctx.ops.set_view(view)
+        return {"moments": len(view)}
+
+
+class TagMoments(foo.Operator):
+    """Zero-shot segments: consecutive windows with one top class become one label."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("tag_moments", "Tag moments (VideoPrism)",
+                           "Label segments of long videos zero-shot (temporal localisation)")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        zero_shot_form(ctx, inputs)
+        new_field_form(ctx, inputs, "label_field", DEFAULT_MOMENT_LABELS_FIELD, "Label field",
+                       "Field that receives the labelled segments of each video",
+                       allowed_types=(fol.TemporalDetections,))
+        inputs.float("threshold", default=0.0, min=0.0, max=1.0, label="Threshold",
+                     description="Probability a window needs to be part of a segment")
+        inputs.str("windows_field", default=DEFAULT_WINDOWS_FIELD, label="Windows field",
+                   description="Windows to classify; videos without them get them first")
+        grid_form(inputs)
+        return types.Property(inputs, view=types.View(label="Tag moments with VideoPrism"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        classes = resolve_classes(ctx)
+        model, kwargs = model_from_form(ctx, text=True)
+        field = ctx.params.get("label_field") or DEFAULT_MOMENT_LABELS_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Tagging moments",
+            lambda progress: moments.tag_moments(
+                target, model, classes, field,
+                threshold=ctx.params.get("threshold") or 0.0,
+                prompt_templates=ctx.params.get("prompt_templates") or None,
+                windows_field=ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD,
+                model_kwargs=kwargs, progress=progress, **grid_params(ctx)),
+        )
+        yield from finish(ctx, f"Tagged segments of {stats.written} videos into '{field}'",
+                          stats)
+
+
+class TrainClassifier(foo.Operator):
+    """Trains a few-shot head on the frozen encoder from a label field or sample tags, saves
+    it, and evaluates it on held-out samples with FiftyOne's evaluation."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("train_classifier", "Train classifier (VideoPrism)",
+                           "Train a classifier head on the frozen encoder from the labels "
+                           "in a field or the sample tags")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Train on")
+        model_form(ctx, inputs, text=False)
+        fields = sorted(ctx.dataset.get_field_schema(embedded_doc_type=_ZERO_SHOT_TYPES))
+        inputs.enum("label_field", [*fields, classify.TAGS], required=True,
+                             label="Labels", view=types.DropdownView(),
+                             description="A Classification field (single-label), a "
+                                         "Classifications field (multi-label), or the tags")
+        if ctx.params.get("label_field") == classify.TAGS:
+            inputs.str("classes", required=True, label="Tags to learn",
+                       description="Comma-separated; a video carrying one of them is a "
+                                   "training example")
+            inputs.bool("multi_label", default=False, label="Several tags per video")
+        head = types.RadioGroup()
+        head.add_choice("attention", label="Attention pooler (the original's head)")
+        head.add_choice("linear", label="Linear probe on the embedding (faster, smaller)")
+        inputs.enum("head", head.values(), default="attention", view=head, label="Head")
+        inputs.int("epochs", default=100, min=1, label="Epochs (at most)")
+        inputs.float("learning_rate", default=1e-3, min=0, label="Learning rate")
+        inputs.float("val_fraction", default=0.2, min=0, max=0.9, label="Held-out share",
+                     description="Per class, for early stopping and the evaluation")
+        inputs.int("seed", default=0, label="Seed")
+        default_path = str(Path(fo.config.default_dataset_dir).parent / "videoprism-heads"
+                           / f"{ctx.dataset.name}_{ctx.params.get('label_field') or 'labels'}")
+        out = inputs.str("head_path", default=default_path, label="Save head as",
+                         description="Writes <path>.safetensors, <path>.json and "
+                                     "<path>_confusion.png")
+        wanted = ctx.params.get("head_path")
+        if wanted and not Path(wanted).expanduser().parent.exists() and \
+                not Path(wanted).expanduser().parent.parent.exists():
+            out.invalid = True
+            out.error_message = f"No folder to save '{wanted}' in"
+        if not fields:
+            inputs.view("no_labels", types.Notice(
+                label="This dataset has no Classification fields: train on tags"))
+        return types.Property(inputs, view=types.View(label="Train a VideoPrism classifier"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, _ = model_from_form(ctx)
+        label_field = ctx.params["label_field"]
+        classes = None
+        if label_field == classify.TAGS:
+            classes = [c.strip() for c in ctx.params.get("classes", "").split(",") if c.strip()]
+        clf = yield from run_with_progress(
+            ctx, "Training classifier",
+            lambda progress: classify.train_classifier(
+                target, model, label_field, ctx.params.get("head", "attention"),
+                classes=classes, multi_label=ctx.params.get("multi_label") or None,
+                val_fraction=ctx.params.get("val_fraction", 0.2),
+                epochs=ctx.params.get("epochs", 100),
+                learning_rate=ctx.params.get("learning_rate", 1e-3),
+                seed=ctx.params.get("seed", 0), progress=progress),
+        )
+        path = clf.save(os.path.expanduser(ctx.params["head_path"]))
+        message = f"Trained a {clf.spec.head} head over {len(clf.classes)} classes; saved {path}"
+        if clf.evaluation is not None:
+            plot = classify.save_confusion_matrix(
+                clf.evaluation, path.with_name(path.stem + "_confusion.png"))
+            message += (f"; held-out accuracy {clf.evaluation.metrics()['accuracy']:.3f} "
+                        f"(evaluation '{clf.evaluation.key}', confusion matrix {plot})")
+        yield from finish(ctx, message, clf.feature_stats)
+
+
+class ApplyClassifier(foo.Operator):
+    """Labels videos with a head saved by "Train classifier (VideoPrism)"."""
+
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return _job_config("apply_classifier", "Apply classifier (VideoPrism)",
+                           "Label videos with a saved VideoPrism classifier head")
+
+    def resolve_input(self, ctx) -> types.Property:
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Classify")
+        model_form(ctx, inputs, text=False)
+        prop = inputs.str("head_path", required=True, label="Head",
+                          description="The .safetensors or .json of a saved head")
+        wanted = ctx.params.get("head_path")
+        if wanted:
+            try:
+                _, spec = heads.load_head(Path(wanted).expanduser())
+            except (OSError, ValueError) as err:
+                prop.invalid = True
+                prop.error_message = str(err)
+            else:
+                inputs.view("head_info", types.Notice(
+                    label=f"{spec.head} head, {len(spec.classes)} classes "
+                          f"({', '.join(spec.classes[:6])}{', ...' if len(spec.classes) > 6 else ''})"
+                          f", trained on {spec.backbone.get('name') or 'a local model'}"))
+        new_field_form(ctx, inputs, "label_field", DEFAULT_CLASSIFIER_FIELD, "Label field",
+                       "Field that receives one label per video", allowed_types=_ZERO_SHOT_TYPES)
+        inputs.bool("store_logits", default=False, label="Store logits")
+        return types.Property(inputs, view=types.View(label="Apply a VideoPrism classifier"))
+
+    def execute(self, ctx) -> Generator[Any, None, None]:
+        target = ctx.target_view()
+        model, _ = model_from_form(ctx)
+        clf = classify.load_head(os.path.expanduser(ctx.params["head_path"]), model)
+        field = ctx.params.get("label_field") or DEFAULT_CLASSIFIER_FIELD
+        stats = yield from run_with_progress(
+            ctx, "Classifying videos",
+            lambda progress: classify.apply_classifier(
+                target, clf, field, store_logits=bool(ctx.params.get("store_logits")),
+                progress=progress),
+        )
+        yield from finish(ctx, f"Classified {stats.written} videos into '{field}'", stats,
+                          distribution=runs.label_counts(target, field),
+                          links=[labelled_link(target, field)])
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared form pieces
+
+
+def zero_shot_form(ctx, inputs: types.Object) -> None:
+    """What to tag, the LvT model, the classes and the prompt templates."""
+    inputs.view_target(ctx, action_description="Tag")
+    model_form(ctx, inputs, text=True)
+    classes_form(ctx, inputs)
+    templates_form(ctx, inputs)
 
 
 def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
@@ -301,7 +600,9 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
                description="Side of the square frames, a multiple of 18; empty: 288")
     inputs.enum("resize", list(RESIZE_MODES), default=DEFAULT_RESIZE, label="Resize",
                 description="squash: whole frame to a square (the original demo); "
-                            "center_crop: keep proportions, crop the centre")
+                            "center_crop: keep proportions, crop the centre (the original "
+                            "colab); *_swscale: the same resized by FFmpeg (faster, not the "
+                            "original's pixels)")
     inputs.enum("dtype", list(DTYPES), default=DEFAULT_DTYPE, label="Precision",
                 description="float32 is the reference and the fastest on a CPU")
     inputs.int("batch_size", min=1, default=DEFAULT_BATCH_SIZE, label="Batch size",
@@ -328,6 +629,29 @@ def model_form(ctx, inputs: types.Object, *, text: bool) -> None:
         elif key == "model_config" and value and not ctx.params.get("checkpoint_path"):
             prop.invalid = True
             prop.error_message = "An architecture override needs its checkpoint too"
+
+
+def grid_form(inputs: types.Object) -> None:
+    """Window span and stride in seconds (empty: the defaults)."""
+    inputs.float("window_seconds", min=0.0, label="Window (seconds)",
+                 description=f"Span of each window; empty: {windows.DEFAULT_WINDOW_SECONDS:g}")
+    inputs.float("stride_seconds", min=0.0, label="Stride (seconds)",
+                 description="Time between window starts, a multiple of window / frames; "
+                             f"empty: {windows.DEFAULT_STRIDE_SECONDS:g}")
+
+
+def grid_params(ctx) -> dict[str, float]:
+    return {key: ctx.params[key] for key in ("window_seconds", "stride_seconds")
+            if ctx.params.get(key)}
+
+
+def map_form(ctx, inputs: types.Object, field: str | None) -> None:
+    """The "embeddings map" checkbox (on by default: the map costs little next to the
+    embeddings; see :mod:`fiftyone_videoprism.fo.maps`)."""
+    key = maps.map_brain_key(field or DEFAULT_EMBEDDINGS_FIELD)
+    inputs.bool("build_map", default=True, label="Embeddings map",
+                description=f"Lay the embeddings out in 2-D for the App's Embeddings panel "
+                            f"(brain key '{key}', replaced if it exists)")
 
 
 def embeddings_field_form(ctx, inputs: types.Object, default: str | None,
@@ -421,13 +745,13 @@ def templates_form(ctx, inputs: types.Object) -> None:
 
 
 def new_brain_key_form(ctx, inputs: types.Object) -> None:
-    """A brain key that is free and a valid identifier."""
+    """A brain key that is a valid identifier; a taken one is replaced by the new index."""
     prop = inputs.str("brain_key", default=DEFAULT_BRAIN_KEY, label="Brain key",
                       description="Name of the index; the App's search box lists it")
     key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
     if key and key in ctx.dataset.list_brain_runs():
-        prop.invalid = True
-        prop.error_message = f"Brain key '{key}' already exists"
+        inputs.view("replaces", types.Notice(
+            label=f"Replaces the index '{key}' once the new one has been built and checked"))
     elif key and not key.isidentifier():
         prop.invalid = True
         prop.error_message = "Brain keys must be valid variable names, e.g. videoprism_text"
@@ -495,6 +819,31 @@ def resolve_classes(ctx) -> list[str]:
     return zeroshot.parse_classes(names)
 
 
+def zero_shot_fields(samples) -> list[str]:
+    """Label fields this package's zero-shot runs wrote, oldest first."""
+    schema = samples.get_field_schema(embedded_doc_type=_ZERO_SHOT_TYPES)
+    return [name for name in schema
+            if (runs.field_provenance(samples, name) or {}).get("classes") is not None]
+
+
+def embeddings_fields(samples) -> list[str]:
+    """Vector fields this package wrote."""
+    return [name for name, field in samples.get_field_schema().items()
+            if _is_vector_field(field) and runs.field_provenance(samples, name) is not None]
+
+
+def stored_embeddings_field(ctx, fallback: str | None) -> str | None:
+    """A form's default embeddings field: the default field, else the newest one that the
+    chosen model wrote, else ``fallback``."""
+    target = ctx.target_view()
+    model = ctx.params.get("model", DEFAULT_MODEL)
+    mine = [name for name in embeddings_fields(target)
+            if runs.field_provenance(target, name).get("model") == model]
+    if DEFAULT_EMBEDDINGS_FIELD in mine:
+        return DEFAULT_EMBEDDINGS_FIELD
+    return _newest(mine) or fallback
+
+
 def text_indexes(dataset) -> list[str]:
     """Brain keys of the similarity indexes of ``dataset`` that accept text prompts."""
     return [key for key in dataset.list_brain_runs(type=fob.Similarity)
@@ -550,14 +899,43 @@ def run_with_progress(ctx, label: str,
     return future.result()
 
 
-def finish(ctx, message: str, stats: runs.RunStats) -> Generator[Any, None, None]:
-    """Tells the App what was done and shows the new fields (immediate runs only)."""
-    if stats.failed:
-        message += (f"; {len(stats.failed)} failed: their errors are in the field "
-                    f"'{stats.error_field}'")
-    if not ctx.delegated:
-        yield ctx.ops.reload_dataset()
-        yield ctx.ops.notify(message, variant="warning" if stats.failed else "success")
+def finish(ctx, message: str, stats: runs.RunStats, *,
+           distribution: dict[str, int] | None = None,
+           links: list[outputs.Link] = (),
+           ) -> Generator[Any, None, None]:
+    """Ends a run: the new fields, a notification and the results panel (counts, the label
+    ``distribution``, a button to the failures, then ``links``); see
+    :func:`fiftyone_videoprism.fo.outputs.show_results`."""
+    failed = len(stats.failed)
+    if failed:
+        message += f"; {failed} failed: their errors are in the field '{stats.error_field}'"
+    # The model ran slowly without a fast BLAS: said here, where an App user looks.
+    slow = blas.blas_info()["problem"] if stats.computed else None
+    yield from outputs.show_results(ctx, outputs.RunResult(
+        message, stats.written, failed, stats.error_field, distribution,
+        [*outputs.failures_link(ctx.target_view(), stats.error_field, failed), *links],
+        notes=[slow] if slow else []))
+
+
+def labelled_link(samples, field: str) -> outputs.ViewLink:
+    """The button that opens the videos labelled in ``field``, most confident first (single
+    labels; lists of labels keep the collection's order)."""
+    labelled = samples.exists(field)
+    single = samples.get_field(field).document_type is fol.Classification
+    if single:
+        labelled = labelled.sort_by(f"{field}.confidence", reverse=True)
+    return outputs.ViewLink(f"Show the {len(labelled)} labelled videos"
+                            + (", most confident first" if single else ""), labelled)
+
+
+def map_links(built: maps.EmbeddingsMap | None) -> list[outputs.PanelLink]:
+    """The button that opens the Embeddings panel on a map."""
+    return [] if built is None else [outputs.PanelLink(
+        f"Open the Embeddings panel ('{built.brain_key}')", "Embeddings")]
+
+
+def _newest(names: list[str]) -> str | None:
+    return names[-1] if names else None
 
 
 def _class_param(ctx) -> str | None:
@@ -583,3 +961,9 @@ def register(p) -> None:
     p.register(ZeroShotTag)
     p.register(BuildTextIndex)
     p.register(SearchByText)
+    p.register(ComputeMoments)
+    p.register(FindMoments)
+    p.register(TagMoments)
+    p.register(TrainClassifier)
+    p.register(ApplyClassifier)
+    p.register(EmbedShard)

@@ -30,7 +30,9 @@ PLUGIN_NAME = "fiftyone-videoprism"
 PLUGIN_DIRNAME = "fiftyone-videoprism"
 FIFTYONE_VERSION = ">=1.20,<2"
 # Operator names, in the order the Operator browser lists them.
-OPERATORS = ("compute_embeddings", "zero_shot_tag", "build_text_index", "search_by_text")
+OPERATORS = ("compute_embeddings", "zero_shot_tag", "build_text_index", "search_by_text",
+             "compute_moments", "find_moments", "tag_moments", "train_classifier",
+             "apply_classifier", "embed_shard")
 REPO_PY_ENTRY = "fiftyone_videoprism/fo/operators.py"
 
 _SHIM = '''"""Plugin entry written by fiftyone_videoprism.fo.plugin.install_plugin.
@@ -49,7 +51,7 @@ def manifest(py_entry: str = "__init__.py") -> dict[str, Any]:
         "name": PLUGIN_NAME,
         "type": "plugin",
         "version": __version__,
-        "description": "VideoPrism (MLX) video embeddings, zero-shot tags and text search",
+        "description": "VideoPrism (MLX) video embeddings, zero-shot tags, text search and few-shot classifiers",
         "url": "https://pypi.org/project/fiftyone-videoprism/",
         "license": "Apache-2.0",
         "fiftyone": {"version": FIFTYONE_VERSION},

@@ -43,6 +43,7 @@ import numpy as np
 
 from fiftyone_videoprism.core import video
 from fiftyone_videoprism.core.cache import EmbeddingsCache
+from fiftyone_videoprism.fo.defaults import RUN_SUMMARY_LOG_KEY
 from fiftyone_videoprism.fo.model import VideoPrismModel
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ class RunStats:
     error_field: str | None = dataclasses.field(default=None, compare=False)
 
 
+def default_error_field(result_field: str) -> str:
+    """The string field that holds the errors of the samples that failed ``result_field``."""
+    return f"{result_field}_error"
+
+
 def compute_embeddings(
     samples,
     model: VideoPrismModel,
@@ -109,7 +115,7 @@ def compute_embeddings(
             (``FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE``), a folder, an
             :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, or False for none
     """
-    error_field = error_field or f"{embeddings_field}_error"
+    error_field = error_field or default_error_field(embeddings_field)
     _check_fields(embeddings_field, error_field)
     prepare_embeddings_field(samples, embeddings_field, model, replace=not skip_existing)
     pending, skipped = samples, 0
@@ -166,7 +172,7 @@ def apply_zero_shot(
     # A video-only model, bad classes, a bad top_k or a field of another type or model fail
     # here, before anything is decoded.
     model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
-    error_field = error_field or f"{label_field}_error"
+    error_field = error_field or default_error_field(label_field)
     _check_fields(label_field, error_field)
     label_type = fol.Classifications if top_k is not None else fol.Classification
     previous_tags = prepare_label_field(samples, label_field, label_type, model,
@@ -299,12 +305,13 @@ def check_label_field(samples, field: str, label_type: type) -> None:
 
 
 def label_counts(samples, field: str) -> dict[str, int]:
-    """Videos per label in a zero-shot field; for top-k labels, per best label."""
+    """Videos per label in a zero-shot field (videos without one are not counted); for top-k
+    labels, per best label."""
     if samples.get_field(field).document_type is fol.Classifications:
         best = [labels.classifications[0].label
                 for labels in samples.exists(field).values(field) if labels.classifications]
         return dict(Counter(best))
-    return samples.count_values(f"{field}.label")
+    return samples.exists(field).count_values(f"{field}.label")
 
 
 def prepare_label_field(samples, field: str, label_type: type, model: VideoPrismModel, *,
@@ -338,7 +345,8 @@ class _Writes:
     """Results and failures waiting to be saved, and the counts of what was saved."""
 
     def __init__(self, samples, write: Callable[[list[str], np.ndarray], None],
-                 result_fields: list[str], error_field: str) -> None:
+                 result_fields: list[str], error_field: str | None) -> None:
+        """``error_field`` None keeps failures in ``errors`` only, writing nothing."""
         self._samples = samples
         self._write = write
         self._result_fields = result_fields
@@ -365,24 +373,28 @@ class _Writes:
         samples, error_field = self._samples, self._error_field
         if self._ids:
             # The error field exists only once some video has failed.
-            if samples.has_field(error_field):
+            if error_field is not None and samples.has_field(error_field):
                 samples.set_values(error_field, dict.fromkeys(self._ids), key_field="id")
             self._write(self._ids, np.stack(self._vectors))
             self.written += len(self._ids)
-        if self._failures:
+        if self._failures and error_field is not None:
             for field in self._result_fields:
                 if samples.has_field(field):
                     samples.set_values(field, dict.fromkeys(self._failures), key_field="id")
             samples.set_values(error_field, self._failures, key_field="id")
-            self.errors.update(self._failures)
+        self.errors.update(self._failures)
         self._ids, self._vectors, self._failures = [], [], {}
 
 
 def _run(samples, model: VideoPrismModel, writes: _Writes, cache: EmbeddingsCache | None,
-         skip_failures: bool, progress: Any) -> RunStats:
+         skip_failures: bool, progress: Any,
+         compute: Callable[[np.ndarray], np.ndarray] | None = None) -> RunStats:
     """Takes embeddings from the cache or decodes (prefetching) and embeds full batches; saves
-    each model batch as soon as it is computed."""
-    return _Run(samples, model, writes, cache, skip_failures).run(progress)
+    each model batch as soon as it is computed.
+
+    ``compute`` replaces ``model.embed_frames`` (frames (B, T, S, S, 3) -> one array per
+    video), e.g. for encoder tokens kept in a ``FeatureStore``, which ``cache`` is then."""
+    return _Run(samples, model, writes, cache, skip_failures, compute).run(progress)
 
 
 class _Run:
@@ -390,8 +402,10 @@ class _Run:
     thread and embedded ``batch_size`` videos per model call."""
 
     def __init__(self, samples, model: VideoPrismModel, writes: _Writes,
-                 cache: EmbeddingsCache | None, skip_failures: bool) -> None:
+                 cache: EmbeddingsCache | None, skip_failures: bool,
+                 compute: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.samples, self.model, self.writes = samples, model, writes
+        self.compute = model.embed_frames if compute is None else compute
         self.cache, self.skip_failures = cache, skip_failures
         # Turned off (not the cache itself: the decode thread still reads keys) when the
         # cache folder cannot be written.
@@ -486,7 +500,7 @@ class _Run:
     def _embed_batch(self) -> None:
         ids = [sample_id for sample_id, _ in self.batch]
         try:
-            embeddings = self.model.embed_frames(np.stack([frames for _, frames in self.batch]))
+            embeddings = self.compute(np.stack([frames for _, frames in self.batch]))
         except Exception as err:  # FiftyOne's convention: a failed batch fails its samples
             self.batch.clear()
             self._fail(ids, err)
@@ -554,4 +568,4 @@ def _summarise(run: str, stats: RunStats, error_field: str) -> None:
         "is in its '%s' field: view.exists('%s')", run, stats.written, stats.computed,
         stats.skipped, len(stats.failed),
         ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()),
-        error_field, error_field)
+        error_field, error_field, extra={RUN_SUMMARY_LOG_KEY: True})

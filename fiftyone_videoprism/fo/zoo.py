@@ -160,7 +160,9 @@ def resolve_input(model_name: str, ctx: Any):
         default="squash",
         label="Resize",
         description="squash: whole frame to a square (the original demo); "
-                    "center_crop: keep proportions, crop the centre",
+                    "center_crop: keep proportions, crop the centre (the original colab); "
+                    "*_swscale: the same resized by FFmpeg (faster, not the original's "
+                    "pixels)",
     )
     inputs.int("batch_size", default=DEFAULT_BATCH_SIZE, label="Batch size", description="Videos per MLX call")
     return types.Property(inputs)

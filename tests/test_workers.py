@@ -1,0 +1,209 @@
+"""fo/shards.py: ``embed --workers N`` on a standalone MongoDB, with real ``fiftyone delegated
+launch`` worker processes; each sample is embedded exactly once, also when a worker is killed
+mid-shard."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import fiftyone as fo
+import fiftyone.zoo as foz
+import numpy as np
+import pytest
+from fo_fixtures import ROOT, subprocess_env, unique_name
+from videogen import moving_shape_frames, write_video
+
+from fiftyone_videoprism.fo import runs
+
+# The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
+pytest_plugins = ["fo_fixtures"]
+
+FIFTYONE_CLI = str(Path(sys.executable).parent / "fiftyone")
+NUM_VIDEOS = 24
+NUM_SHARDS = 12
+# Short, so a dead worker is found in seconds; beats come every TIMEOUT / 6 s.
+TIMEOUT_S = 6
+
+# Loaded by every worker (through PYTHONPATH): logs "<pid> <sample id>" for each sample saved,
+# after the save, and waits before each save so that a worker can be killed mid-shard. It only
+# observes and slows; the code under test is unchanged.
+_OBSERVER = '''
+import os, time
+if os.environ.get("FVP_TEST_WRITE_LOG"):
+    from fiftyone_videoprism.fo import runs
+    _flush = runs._Writes.flush
+    _delay = float(os.environ.get("FVP_TEST_WRITE_DELAY", "0"))
+
+    def flush(self):
+        ids = list(self._ids)
+        if ids:
+            time.sleep(_delay)
+        _flush(self)
+        if ids:
+            with open(os.environ["FVP_TEST_WRITE_LOG"], "a") as log:
+                log.write("".join(f"{os.getpid()} {i}\\n" for i in ids))
+
+    runs._Writes.flush = flush
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mongod_uri(tmp_path_factory: pytest.TempPathFactory):
+    """A standalone mongod on loopback (FiftyOne's own binary), stopped at the end."""
+    from fiftyone.core.service import DatabaseService
+
+    folder = tmp_path_factory.mktemp("mongod")
+    (folder / "db").mkdir()
+    port = _free_port()
+    server = subprocess.Popen([DatabaseService.find_mongod(), "--dbpath", str(folder / "db"),
+                               "--port", str(port), "--bind_ip", "127.0.0.1",
+                               "--logpath", str(folder / "mongod.log")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert server.poll() is None and time.monotonic() < deadline, "mongod did not start"
+            time.sleep(0.2)
+        yield f"mongodb://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def many_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("many_videos")
+    rng = np.random.default_rng(3)
+    for i in range(NUM_VIDEOS):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        write_video(folder / f"clip_{i:02d}.mp4", moving_shape_frames(6, color, 48, 32))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def expected_vectors(many_videos, tiny_models, zoo_registered) -> dict[str, np.ndarray]:
+    """Embeddings computed here in one process (the session database), by file path."""
+    dataset = fo.Dataset(unique_name("expected"))
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in sorted(many_videos.glob("*.mp4"))])
+    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
+    runs.compute_embeddings(dataset, model, "emb")
+    vectors = dict(zip(dataset.values("filepath"), map(np.asarray, dataset.values("emb"))))
+    dataset.delete()
+    return vectors
+
+
+def _env(uri: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = subprocess_env()
+    env["FIFTYONE_DATABASE_URI"] = uri
+    env["FIFTYONE_VIDEOPRISM_EMBEDDINGS_CACHE"] = str(tmp_path / "cache")  # no hits from others
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def _workers(count: int, env: dict[str, str], tmp_path: Path):
+    """``count`` ``fiftyone delegated launch`` processes, loading the observer."""
+    observer = tmp_path / "observer"
+    observer.mkdir(exist_ok=True)
+    (observer / "sitecustomize.py").write_text(_OBSERVER)
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(observer), env["PYTHONPATH"]])}
+    processes = []
+    try:
+        for i in range(count):
+            with (tmp_path / f"worker{i}.log").open("wb") as sink:
+                processes.append(subprocess.Popen([FIFTYONE_CLI, "delegated", "launch"], env=env,
+                                                  stdout=sink, stderr=subprocess.STDOUT))
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=60)
+
+
+def _embed(folder: Path, name: str, env: dict[str, str], tiny_models) -> subprocess.Popen:
+    lvt = tiny_models.lvt
+    return subprocess.Popen(
+        [sys.executable, "-m", "fiftyone_videoprism.fo.cli", "embed", str(folder), "--dataset",
+         name, "--workers", str(NUM_SHARDS), "--worker-timeout", str(TIMEOUT_S),
+         "--model-config", lvt["model_config"], "--checkpoint", lvt["checkpoint_path"],
+         "--tokenizer", lvt["tokenizer_path"]],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+_READ_BACK = """
+import json, sys, fiftyone as fo
+d = fo.load_dataset(sys.argv[1])
+r = d.load_brain_results("videoprism")
+print(json.dumps({"ids": d.values("id"), "paths": d.values("filepath"),
+                  "vectors": [list(map(float, v)) for v in d.values("videoprism")],
+                  "runs": d.list_brain_runs(), "index_size": r.total_index_size,
+                  "schema": sorted(d.get_field_schema())}))
+d.delete()
+"""
+
+
+def _read_back(name: str, env: dict[str, str]) -> dict:
+    done = subprocess.run([sys.executable, "-c", _READ_BACK, name], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _check_exactly_once(state: dict, log: Path, expected_vectors) -> Counter:
+    """Every sample saved once, with the right vector; returns the saves per worker pid."""
+    saves = [line.split() for line in log.read_text().splitlines()]
+    assert Counter(sample_id for _, sample_id in saves) == Counter(state["ids"])
+    for path, vector in zip(state["paths"], state["vectors"], strict=True):
+        np.testing.assert_allclose(vector, expected_vectors[path], atol=1e-5)
+    assert state["runs"] == ["videoprism"] and state["index_size"] == NUM_VIDEOS
+    assert {"videoprism", "videoprism_error"} <= set(state["schema"])
+    return Counter(int(pid) for pid, _ in saves)
+
+
+def test_two_workers_share_twelve_shards_and_a_killed_one_s_shard_is_redone(
+        mongod_uri, many_videos, expected_vectors, tiny_models, installed_plugin,
+        tmp_path) -> None:
+    """Twelve shards on two workers, one killed with SIGKILL mid-shard: its shard is queued
+    again after the heartbeat timeout and finished by the other, every sample saved once."""
+    log = tmp_path / "saves.log"
+    env = _env(mongod_uri, tmp_path)
+    name = unique_name("shards")
+    with _workers(2, {**env, "FVP_TEST_WRITE_LOG": str(log), "FVP_TEST_WRITE_DELAY": "0.7"},
+                  tmp_path) as workers:
+        embed = _embed(many_videos, name, env, tiny_models)
+        # A shard is two videos, saved one by one: kill the first worker that saves one,
+        # while it waits to save its shard's second.
+        deadline = time.monotonic() + 300
+        while not (log.exists() and log.read_text().strip()):
+            assert time.monotonic() < deadline and embed.poll() is None, "no sample was saved"
+            time.sleep(0.05)
+        victim = int(log.read_text().split()[0])
+        assert victim in {w.pid for w in workers}
+        os.kill(victim, signal.SIGKILL)
+        out, _ = embed.communicate(timeout=600)
+    assert embed.returncode == 0, out[-3000:]
+    assert (f"shards: {NUM_SHARDS} completed, 1 re-queued; {NUM_VIDEOS}/{NUM_VIDEOS} videos "
+            "embedded") in out
+    per_worker = _check_exactly_once(_read_back(name, env), log, expected_vectors)
+    # Both took shards; the dead worker's saved sample was not redone (an odd count: whole
+    # two-video shards plus one) and its shard's other video was done by the survivor.
+    assert set(per_worker) == {w.pid for w in workers}
+    assert per_worker[victim] % 2 == 1
