@@ -169,3 +169,34 @@ def test_metal_and_cuda_keep_mlx_kernels():
     with mx.stream(mx.gpu):
         assert not kernels.active()
         assert mx.array_equal(kernels.gelu(x), nn.gelu(x)).item()
+
+
+def test_gradients_flow_through_the_kernels_as_through_mlx_ops() -> None:
+    # Classifier heads are trained through these ops: the kernels must be differentiable, with
+    # the gradients of the MLX maths they replace.
+    import mlx.core as mx
+    import mlx.nn as nn
+    import numpy as np
+
+    from fiftyone_videoprism.core import kernels
+
+    if not kernels.active():
+        pytest.skip("the vectorised kernels are not active here")
+    rng = np.random.default_rng(0)
+    x = mx.array(rng.standard_normal((4, 64)).astype(np.float32))
+    weights = mx.arange(64, dtype=mx.float32) / 64
+    fast, ref = kernels.LayerNorm(64), nn.LayerNorm(64)
+    ref.update(fast.parameters())
+    for fn_fast, fn_ref in ((fast, ref), (kernels.gelu, nn.gelu)):
+        got = mx.grad(lambda a: (fn_fast(a) ** 2 * weights).sum())(x)
+        want = mx.grad(lambda a: (fn_ref(a) ** 2 * weights).sum())(x)
+        np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-5)
+    _, got = nn.value_and_grad(fast, lambda a: (fast(a) ** 2 * weights).sum())(x)
+    _, want = nn.value_and_grad(ref, lambda a: (ref(a) ** 2 * weights).sum())(x)
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(np.array(got[name]), np.array(want[name]), atol=1e-4)
+    u = mx.array(rng.standard_normal((4, 4)).astype(np.float32))
+    v = mx.array(rng.standard_normal((4, 8)).astype(np.float32))
+    got = mx.grad(lambda a: kernels.capped_softmax_matmul(a, v, 50.0).sum())(u)
+    want = mx.grad(lambda a: (mx.softmax(50 * mx.tanh(a), axis=-1) @ v).sum())(u)
+    np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-5)

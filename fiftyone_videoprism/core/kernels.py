@@ -170,10 +170,42 @@ def isa() -> str | None:
     return extension().isa() if active() else None
 
 
+def _with_reference_vjp(fast_fn: Callable[..., mx.array],
+                        reference: Callable[..., mx.array]) -> Callable[..., mx.array]:
+    """``fast_fn`` forward, differentiated through ``reference`` (the same maths in MLX ops):
+    the custom primitives have no gradient of their own, and heads are trained through them."""
+    fn = mx.custom_function(fast_fn)
+
+    @fn.vjp
+    def _vjp(primals, cotangent, output):
+        single = isinstance(primals, mx.array)
+        grads = mx.vjp(reference, [primals] if single else list(primals), [cotangent])[1]
+        return grads[0] if single else tuple(grads)
+
+    return fn
+
+
+@lru_cache(maxsize=1)
+def _gelu(fast: ModuleType) -> Callable[[mx.array], mx.array]:
+    return _with_reference_vjp(fast.gelu, nn.gelu)
+
+
+@lru_cache(maxsize=8)
+def _layer_norm(fast: ModuleType, eps: float) -> Callable[..., mx.array]:
+    return _with_reference_vjp(lambda x, w, b: fast.layer_norm(x, w, b, eps),
+                               lambda x, w, b: mx.fast.layer_norm(x, w, b, eps))
+
+
+@lru_cache(maxsize=8)
+def _capped_softmax(fast: ModuleType, cap: float) -> Callable[[mx.array], mx.array]:
+    return _with_reference_vjp(lambda u: fast.capped_softmax(u, cap),
+                               lambda u: mx.softmax(cap * mx.tanh(u), axis=-1))
+
+
 def gelu(x: mx.array) -> mx.array:
     """Exact (erf) GELU, as in the original."""
     fast = _fast(x)
-    return fast.gelu(x) if fast is not None else nn.gelu(x)
+    return _gelu(fast)(x) if fast is not None else nn.gelu(x)
 
 
 @lru_cache(maxsize=8)
@@ -187,7 +219,7 @@ def capped_softmax_matmul(u: mx.array, v: mx.array, cap: float) -> mx.array:
     unmasked logits (so the exp needs no max subtraction)."""
     fast = _fast(u)
     if fast is not None:
-        return fast.capped_softmax(u, cap) @ v
+        return _capped_softmax(fast, cap)(u) @ v
     # MLX: normalise the (Q, dh) output instead of the (Q, S) probabilities.
     weights = capped_exp(cap)(u)
     return (weights @ v) / weights.sum(axis=-1, keepdims=True)
@@ -200,4 +232,4 @@ class LayerNorm(nn.LayerNorm):
         fast = _fast(x) if "weight" in self and "bias" in self else None
         if fast is None or self.weight.dtype != mx.float32:
             return super().__call__(x)
-        return fast.layer_norm(x, self.weight, self.bias, self.eps)
+        return _layer_norm(fast, self.eps)(x, self.weight, self.bias)
