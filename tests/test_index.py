@@ -80,7 +80,7 @@ def test_failed_rebuild_keeps_the_working_index(cli_dataset, tiny_models, tmp_pa
 
     # Nothing of the failed run is left: no pending index, the old kwargs, the old ranking.
     dataset.reload()
-    assert dataset.list_brain_runs() == ["videoprism"]
+    assert dataset.list_brain_runs(type=fob.Similarity) == ["videoprism"]
     assert dataset.get_brain_info("videoprism").config.model_kwargs == stored
     assert dataset.sort_by_similarity(query, brain_key="videoprism").values("id") == expected
     assert ranking_in_new_process(dataset, query, "videoprism", 3) == expected
