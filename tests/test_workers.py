@@ -149,12 +149,12 @@ def _embed(folder: Path, name: str, env: dict[str, str], tiny_models) -> subproc
 
 
 _READ_BACK = """
-import json, sys, fiftyone as fo
+import json, sys, fiftyone as fo, fiftyone.brain as fob
 d = fo.load_dataset(sys.argv[1])
 r = d.load_brain_results("videoprism")
 print(json.dumps({"ids": d.values("id"), "paths": d.values("filepath"),
                   "vectors": [list(map(float, v)) for v in d.values("videoprism")],
-                  "runs": d.list_brain_runs(), "index_size": r.total_index_size,
+                  "runs": d.list_brain_runs(type=fob.Similarity), "index_size": r.total_index_size,
                   "schema": sorted(d.get_field_schema())}))
 d.delete()
 """

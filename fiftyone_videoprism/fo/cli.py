@@ -40,23 +40,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _quiet_run_summaries()
+    import logging
+
+    # The runs' failure-summary log records are dropped while a command runs: it prints the
+    # same counts from RunStats on stdout (see _report). Only then: Python callers of the
+    # same process keep them.
+    runs_logger = logging.getLogger("fiftyone_videoprism.fo.runs")
+    runs_logger.addFilter(_not_a_run_summary)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as err:
         # Bad input or missing files: the message says what to fix; no traceback needed.
         print(f"error: {err}", file=sys.stderr)
         return 1
-
-
-def _quiet_run_summaries() -> None:
-    """Drops the runs' failure-summary log records: the commands print the same counts from
-    RunStats on stdout (see :func:`_report`)."""
-    import logging
-
-    runs_logger = logging.getLogger("fiftyone_videoprism.fo.runs")
-    if _not_a_run_summary not in runs_logger.filters:
-        runs_logger.addFilter(_not_a_run_summary)
+    finally:
+        runs_logger.removeFilter(_not_a_run_summary)
 
 
 def _not_a_run_summary(record) -> bool:
