@@ -335,26 +335,23 @@ def _stream_counting(
     if not rest:
         return
     index = -1
-    with _open(path) as container:
-        stream = container.streams[stream_index]
-        stream.thread_type = "AUTO"
-        frames = _decoded(container, stream)
-        try:
-            position = 0
-            for index, frame in enumerate(frames):
-                counts.decoded += 1
-                if index < rest[position]:
-                    continue
-                image = convert(frame)
-                while position < len(rest) and rest[position] == index:
-                    yield image
-                    position += 1
-                if position == len(rest):
-                    return
-        except av.FFmpegError as err:
-            raise _decode_failed(path, index, err) from err
-        finally:
-            frames.close()
+    frames = _from_start(path, stream_index)
+    try:
+        position = 0
+        for index, frame in enumerate(frames):
+            counts.decoded += 1
+            if index < rest[position]:
+                continue
+            image = convert(frame)
+            while position < len(rest) and rest[position] == index:
+                yield image
+                position += 1
+            if position == len(rest):
+                return
+    except av.FFmpegError as err:
+        raise _decode_failed(path, index, err) from err
+    finally:
+        frames.close()
     raise VideoDecodeError(f"{path}: the video ended after frame {index + 1} (1-based), before "
                            f"frame {rest[position] + 1}; the file may be truncated")
 
@@ -590,26 +587,32 @@ def _decode_from_start(
     """Decode frames 0..last, keeping the wanted ones; the frame count if the stream ends first."""
     images: dict[int, np.ndarray] = {}
     index = -1
-    with _open(path) as container:
-        stream = container.streams[stream_index]
-        stream.thread_type = "AUTO"
-        frames = _decoded(container, stream)
-        try:
-            for index, frame in enumerate(frames):
-                if index in wanted:
-                    images[index] = convert(frame)
-                if index == last:
-                    return images, None
-        except av.FFmpegError as err:
-            raise _decode_failed(path, index, err) from err
-        finally:
-            frames.close()
+    frames = _from_start(path, stream_index)
+    try:
+        for index, frame in enumerate(frames):
+            if index in wanted:
+                images[index] = convert(frame)
+            if index == last:
+                return images, None
+    except av.FFmpegError as err:
+        raise _decode_failed(path, index, err) from err
+    finally:
+        frames.close()
     return images, index + 1
 
 
 def _decode_failed(path: str, index: int, err: av.FFmpegError) -> VideoDecodeError:
     where = "at the first frame" if index < 0 else f"after frame {index + 1} (1-based)"
     return VideoDecodeError(f"{path}: decoding failed {where} ({err})")
+
+
+def _from_start(path: str, stream_index: int) -> Iterator[av.VideoFrame]:
+    """Every frame of one stream from the first, decoded on FFmpeg's threads; closing the
+    iterator closes the file."""
+    with _open(path) as container:
+        stream = container.streams[stream_index]
+        stream.thread_type = "AUTO"
+        yield from _decoded(container, stream)
 
 
 def _decoded(
