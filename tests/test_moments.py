@@ -59,6 +59,10 @@ def test_windows_tile_each_video_and_match_the_core(dataset, lvt, long_videos):
     clips = dataset.to_clips("videoprism_windows")
     results = dataset.load_brain_results("videoprism_windows")
     assert sorted(results.sample_ids) == sorted(clips.values("id")) and len(clips) == 12
+    # and so does the embeddings map, for the App's Embeddings panel on that clips view
+    layout = dataset.load_brain_results("videoprism_windows_map")
+    assert layout.points.shape == (12, 2) and np.isfinite(layout.points).all()
+    assert sorted(layout.sample_ids) == sorted(clips.values("id"))
 
 
 def test_overlap_covers_every_frame(dataset, lvt):

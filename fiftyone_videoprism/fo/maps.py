@@ -12,6 +12,7 @@ import importlib.util
 
 import fiftyone.brain as fob
 import fiftyone.core.labels as fol
+import numpy as np
 
 # Below this many points a neighbourhood method (UMAP, t-SNE) has no neighbourhoods to keep,
 # and PCA's exact projection shows the same thing.
@@ -88,23 +89,37 @@ def build_map(samples, embeddings_field: str, *, brain_key: str | None = None,
     Raises:
         ValueError: an unknown method, or a field that does not exist
     """
-    if method is not None and method not in METHODS:
-        raise ValueError(f"unknown map method {method!r}; use one of {', '.join(METHODS)}")
     if not samples.has_field(embeddings_field):
         raise ValueError(f"no field '{embeddings_field}' to map; compute the embeddings first")
     embedded = samples.exists(embeddings_field)
-    count = len(embedded)
+    return _lay_out(embedded, embeddings_field, len(embedded),
+                    lambda: _dimension(embedded, embeddings_field),
+                    brain_key or map_brain_key(embeddings_field), method, progress,
+                    color_path(samples, label_field))
+
+
+def map_vectors(samples, vectors, brain_key: str, *, method: str | None = None,
+                progress=None) -> EmbeddingsMap | None:
+    """:func:`build_map` for vectors held outside the samples (moment windows keep theirs in a
+    store): ``vectors`` (N, D), one row per sample of ``samples`` in its order."""
+    vectors = np.asarray(vectors)
+    return _lay_out(samples, vectors, len(vectors), lambda: vectors.shape[1], brain_key,
+                    method, progress, None)
+
+
+def _lay_out(samples, embeddings, count: int, dimension, brain_key: str, method: str | None,
+             progress, color_by: str | None) -> EmbeddingsMap | None:
+    if method is not None and method not in METHODS:
+        raise ValueError(f"unknown map method {method!r}; use one of {', '.join(METHODS)}")
     if count < 2:
         return None
     method = method or default_method(count)
-    brain_key = brain_key or map_brain_key(embeddings_field)
     if samples.has_brain_run(brain_key):
         samples.delete_brain_run(brain_key)
-    fob.compute_visualization(embedded, embeddings=embeddings_field, brain_key=brain_key,
+    fob.compute_visualization(samples, embeddings=embeddings, brain_key=brain_key,
                               method=method, progress=progress,
-                              **_method_kwargs(method, count, _dimension(embedded,
-                                                                         embeddings_field)))
-    return EmbeddingsMap(brain_key, method, count, color_path(samples, label_field))
+                              **_method_kwargs(method, count, dimension()))
+    return EmbeddingsMap(brain_key, method, count, color_by)
 
 
 def describe_map(built: EmbeddingsMap | None, field: str) -> str:

@@ -47,7 +47,7 @@ from fiftyone import ViewField as F
 
 from fiftyone_videoprism.core import windows
 from fiftyone_videoprism.core.cache import EmbeddingsCache
-from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo import maps, runs
 from fiftyone_videoprism.fo.defaults import (DEFAULT_MOMENT_LABELS_FIELD, DEFAULT_MOMENTS_FIELD,
                                              DEFAULT_WINDOWS_FIELD)
 from fiftyone_videoprism.fo.model import VideoPrismModel
@@ -488,6 +488,8 @@ def _build_index(dataset, store: fo.Dataset, windows_field: str, brain_key: str,
                            f"embedding (e.g. {missing[0]}); recompute them")
     similarity = {"backend": backend} if backend else {}
     register_zoo()  # the index loads the model by zoo name, here and in the App server
+    vectors = np.stack([vector_of[i] for i in clip_ids])
     fob.compute_similarity(clips, model=model_name, model_kwargs=model_kwargs,
-                           embeddings=np.stack([vector_of[i] for i in clip_ids]),
-                           brain_key=brain_key, **similarity)
+                           embeddings=vectors, brain_key=brain_key, **similarity)
+    # The windows in the App's Embeddings panel, on the same clips view.
+    maps.map_vectors(clips, vectors, maps.map_brain_key(windows_field))
