@@ -149,15 +149,17 @@ def _build_parser() -> argparse.ArgumentParser:
                             help="plugins folder (default: fo.config.plugins_dir)")
         plugin.set_defaults(run=run)
 
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
+    source.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
+
     embed = commands.add_parser(
-        "embed", parents=[model, zero_shot, app],
+        "embed", parents=[source, model, zero_shot, app],
         help="embed a folder of videos or a dataset, index it for text search",
         description="Creates (or updates) a dataset from a folder of videos, or takes an "
                     "existing dataset, stores one embedding per video, builds a similarity "
                     "index for text search in Python and the App, and optionally tags the "
                     "videos zero-shot and prints the top matches of a text query.")
-    embed.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
-    embed.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
     embed.add_argument("--field", default=DEFAULT_FIELD,
                        help="embeddings field (default: %(default)s)")
     embed.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
@@ -206,13 +208,11 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.set_defaults(run=_tag)
 
     moments = commands.add_parser(
-        "moments", parents=[model, app], help="find when something happens in long videos",
+        "moments", parents=[source, model, app], help="find when something happens in long videos",
         description="Embeds overlapping windows of every video (16 frames per 8 s, a window "
                     "every 4 s by default), indexes them for text search on the clips view of "
                     "the windows field (in Python and the App), and prints the best moments "
                     "of a text query; optionally labels segments zero-shot.")
-    moments.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
-    moments.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
     moments.add_argument("--field", default=DEFAULT_WINDOWS_FIELD,
                          help="windows field (default: %(default)s)")
     grid = moments.add_argument_group("windows")
@@ -318,9 +318,9 @@ def _embed(args: argparse.Namespace) -> int:
 
     # Everything that costs nothing is checked before weights load and videos decode.
     classes = _classes(args) if args.classes else None
-    model, model_kwargs = _model_from_args(args, text=bool(classes or args.query))
-    if model.can_embed_prompts:
-        model.require_text()  # the index it builds is for text search
+    # Text is needed for classes or a query, and by any model that can embed it: the index
+    # this builds is for text search.
+    model, model_kwargs = _model_from_args(args, text=True if classes or args.query else None)
     dataset = _dataset_for(args.source, args.dataset)
     if classes:
         runs.check_label_field(dataset, args.label_field, _label_type(args))
@@ -526,7 +526,7 @@ def _label_type(args: argparse.Namespace) -> type:
     return fol.Classifications if args.top_k else fol.Classification
 
 
-def _model_from_args(args: argparse.Namespace, *, text: bool):
+def _model_from_args(args: argparse.Namespace, *, text: bool | None):
     """The zoo model and the load kwargs the similarity index stores for the App server."""
     from fiftyone_videoprism.fo import loading
 

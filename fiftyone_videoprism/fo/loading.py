@@ -21,10 +21,11 @@ def model_kwargs(**options: Any) -> dict[str, Any]:
     return kwargs
 
 
-def zoo_model(name: str, kwargs: dict[str, Any], *, text: bool = False):
+def zoo_model(name: str, kwargs: dict[str, Any], *, text: bool | None = False):
     """The zoo model ``name`` (original names and aliases accepted; a typo gets a "did you
-    mean") loaded with ``kwargs``. With ``text``, its tokenizer is loaded too, so that a run
-    that will embed prompts fails now rather than after its videos are done."""
+    mean") loaded with ``kwargs``. With ``text``, its tokenizer is loaded too (``None``: when
+    the model has a text encoder), so that a run that will embed prompts fails now rather
+    than after its videos are done."""
     import fiftyone.zoo as foz
 
     from fiftyone_videoprism.core.configs import canonical_name
@@ -32,6 +33,6 @@ def zoo_model(name: str, kwargs: dict[str, Any], *, text: bool = False):
 
     register_zoo()  # this process may be a fresh worker or a new machine
     model = foz.load_zoo_model(canonical_name(name), **kwargs)
-    if text:
+    if text or (text is None and model.can_embed_prompts):
         model.require_text()
     return model
