@@ -4,7 +4,9 @@ storage, recall@k against exact search, and query latency.
     python -m bench.backends --size 100000 --backends sklearn,lancedb
 
 Each backend indexes the same ``--size`` random unit vectors of ``--dim`` (768, the VideoPrism
-width) on a throwaway dataset through ``fob.compute_similarity``. Queries are "hard" (fresh
+width) on a throwaway dataset through ``fob.compute_similarity``, with the parameters
+``build_index`` gives it (``--fiftyone-defaults``: FiftyOne's own). pgvector's index is built
+once and queried with each ``--ef-search`` value (a query-time setting). Queries are "hard" (fresh
 random unit vectors: their neighbours are barely closer than anything else) and "easy" (a stored
 vector plus a little noise: a near duplicate). Recall@k compares each backend's top k with
 the exact top k of a numpy matrix product; latency is ``results.sort_by_similarity(q, k)`` plus
@@ -47,11 +49,11 @@ def _pg_table_bytes(server, dataset, key: str) -> int:
 
 
 def _bench(dataset, vectors: np.ndarray, queries: dict[str, np.ndarray], backend: str,
-           params: dict, k: int, storage) -> dict:
+           params: dict, k: int, storage, search: list[dict]) -> list[dict]:
+    """Builds one index, then measures each query-time setting of ``search`` on it."""
     import fiftyone.brain as fob
 
     key = f"bench_{backend}"
-    label = backend + "".join(f" {k}={v}" for k, v in params.items())
     start = time.perf_counter()
     fob.compute_similarity(dataset, embeddings=vectors, brain_key=key, backend=backend,
                            **params)
@@ -61,22 +63,31 @@ def _bench(dataset, vectors: np.ndarray, queries: dict[str, np.ndarray], backend
     results.sort_by_similarity(queries["hard"][0], k=k)  # the first query pays any lazy load
     load_s = time.perf_counter() - start
     ids = np.array(dataset.values("id"))
-    row = {"backend": label, "size": len(vectors), "build_s": round(build_s, 2),
-           "load_s": round(load_s, 2), "storage_mb": round(storage(key) / 1e6, 1)}
-    for kind, batch in queries.items():
-        exact = np.argsort(-(batch @ vectors.T), axis=1)[:, :k]
-        hits, times = 0, []
-        for q, truth in zip(batch, exact, strict=True):
-            start = time.perf_counter()
-            found = results.sort_by_similarity(q, k=k).values("id")
-            times.append(time.perf_counter() - start)
-            hits += len(set(found) & set(ids[truth]))
-        row[f"recall_{kind}"] = round(hits / (k * len(batch)), 3)
-        row[f"p50_ms_{kind}"] = round(1e3 * statistics.median(times), 1)
-        row[f"p95_ms_{kind}"] = round(1e3 * float(np.percentile(times, 95)), 1)
+    exact = {kind: np.argsort(-(batch @ vectors.T), axis=1)[:, :k]
+             for kind, batch in queries.items()}
+    rows = []
+    for setting in search:
+        for name, value in setting.items():
+            setattr(results.config, name, value)
+        shown = {**params, **setting}
+        row = {"backend": backend + "".join(f" {n}={v}" for n, v in shown.items()),
+               "size": len(vectors), "build_s": round(build_s, 2), "load_s": round(load_s, 2),
+               "storage_mb": round(storage(key) / 1e6, 1)}
+        for kind, batch in queries.items():
+            hits, times = 0, []
+            for q, truth in zip(batch, exact[kind], strict=True):
+                start = time.perf_counter()
+                found = results.sort_by_similarity(q, k=k).values("id")
+                times.append(time.perf_counter() - start)
+                hits += len(set(found) & set(ids[truth]))
+            row[f"recall_{kind}"] = round(hits / (k * len(batch)), 3)
+            row[f"p50_ms_{kind}"] = round(1e3 * statistics.median(times), 1)
+            row[f"p95_ms_{kind}"] = round(1e3 * float(np.percentile(times, 95)), 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     results.cleanup()
     dataset.delete_brain_run(key)
-    return row
+    return rows
 
 
 def main() -> None:
@@ -89,6 +100,8 @@ def main() -> None:
     parser.add_argument("--ef-search", default="40,400",
                         help="pgvector hnsw_ef_search values, one row each (40: the server's "
                              "default)")
+    parser.add_argument("--fiftyone-defaults", action="store_true",
+                        help="build with FiftyOne's parameters, not build_index's")
     args = parser.parse_args()
     backends = args.backends.split(",")
 
@@ -118,15 +131,18 @@ def main() -> None:
         "lancedb": lambda key: _dir_bytes(workdir / "lancedb"),
         "pgvector": lambda key: _pg_table_bytes(server, dataset, key),
     }
-    runs = [(b, {"hnsw_ef_search": int(ef)}) for b in backends if b == "pgvector"
-            for ef in args.ef_search.split(",")]
-    runs = [(b, {}) for b in backends if b != "pgvector"] + runs
+    from fiftyone_videoprism.fo import index
+
     rows = []
     try:
-        for backend, params in runs:
-            rows.append(_bench(dataset, vectors, queries, backend, params, args.k,
-                               storage[backend]))
-            print(json.dumps(rows[-1]), flush=True)
+        for backend in backends:
+            params = ({} if args.fiftyone_defaults
+                      else index.backend_defaults(backend, args.size, args.dim))
+            params.pop("hnsw_ef_search", None)  # a query-time setting, varied below
+            search = ([{"hnsw_ef_search": int(ef)} for ef in args.ef_search.split(",")]
+                      if backend == "pgvector" else [{}])
+            rows += _bench(dataset, vectors, queries, backend, params, args.k,
+                           storage[backend], search)
     finally:
         dataset.delete()
         if server is not None:

@@ -1,6 +1,6 @@
-"""fo/shards.py: ``embed --workers N`` on a standalone MongoDB, with real ``fiftyone delegated
-launch`` worker processes; each sample is embedded exactly once, also when a worker is killed
-mid-shard."""
+"""fo/shards.py: ``embed --workers N`` and the moments operator's *Workers* on a standalone
+MongoDB, with real ``fiftyone delegated launch`` worker processes; each sample is embedded
+exactly once, also when a worker is killed mid-shard."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import fiftyone as fo
 import fiftyone.zoo as foz
 import numpy as np
 import pytest
-from fo_fixtures import ROOT, subprocess_env, unique_name
+from fo_fixtures import PLUGIN_URI, ROOT, lvt_params, subprocess_env, unique_name
 from videogen import moving_shape_frames, write_video
 
-from fiftyone_videoprism.fo import runs
+from fiftyone_videoprism.fo import moments, runs
 
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
@@ -53,6 +53,16 @@ if os.environ.get("FVP_TEST_WRITE_LOG"):
                 log.write("".join(f"{os.getpid()} {i}\\n" for i in ids))
 
     runs._Writes.flush = flush
+
+    from fiftyone_videoprism.fo import moments
+    _save = moments._save
+
+    def save(dataset, store, windows_field, error_field, sample_id, *args):
+        _save(dataset, store, windows_field, error_field, sample_id, *args)
+        with open(os.environ["FVP_TEST_WRITE_LOG"], "a") as log:
+            log.write(f"{os.getpid()} {sample_id}\\n")
+
+    moments._save = save
 '''
 
 
@@ -207,3 +217,80 @@ def test_two_workers_share_twelve_shards_and_a_killed_one_s_shard_is_redone(
     # two-video shards plus one) and its shard's other video was done by the survivor.
     assert set(per_worker) == {w.pid for w in workers}
     assert per_worker[victim] % 2 == 1
+
+
+# Run with FIFTYONE_DATABASE_URI on the standalone mongod: the text-index and moments operators,
+# as the App runs them, each with 3 workers' shards; then what the test checks.
+_MOMENTS_DRIVER = """
+import json, sys, fiftyone as fo, fiftyone.operators as foo
+from fiftyone_videoprism.fo import moments
+name, uri, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+d = fo.Dataset(name)
+d.add_samples([fo.Sample(filepath=p) for p in json.loads(sys.argv[4])])
+for op in ("build_text_index", "compute_moments"):
+    result = foo.execute_operator(uri.format(op), dataset=d, params=params)
+    assert result.error is None, (op, result.error)
+d.reload()
+store = moments.window_store(d)
+by_window = dict(zip(*store.values(["window_id", "embedding"])))
+clips = d.to_clips("videoprism_windows")
+index = d.load_brain_results("videoprism_windows")
+print(json.dumps({
+    "windows": [[p, list(w.support), list(map(float, by_window[w.id]))]
+                for p, dets in zip(d.values("filepath"), d.values("videoprism_windows"))
+                for w in dets.detections],
+    "clips": len(clips), "index_size": index.total_index_size,
+    "top": clips.sort_by_similarity("a red square", k=3, brain_key="videoprism_windows")
+                .values("id"),
+    "ids": d.values("id"),
+    "embeddings": dict(zip(d.values("filepath"), [list(map(float, v)) for v in d.values("emb")])),
+    "text_top": d.sort_by_similarity("a red square", k=2, brain_key="vp").values("filepath")}))
+d.delete()
+"""
+
+
+def test_operators_shard_embeddings_and_windows_over_two_workers(
+        mongod_uri, long_videos, tiny_models, installed_plugin, tmp_path) -> None:
+    """The Build text index and Compute moments operators with 3 workers each: each video's
+    embedding and windows saved once, by the workers, equal to one process's, and both
+    indexes built over all of them."""
+    paths = [str(long_videos[k]) for k in ("rgb", "bgr", "moving_rgb", "moving_bgr")]
+    grid = {"window_seconds": 2.0, "stride_seconds": 1.0}
+    reference = fo.Dataset(unique_name("moments_ref"))
+    reference.add_samples([fo.Sample(filepath=p) for p in paths])
+    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
+    moments.compute_moments(reference, model, cache=False, **grid)
+    runs.compute_embeddings(reference, model, "emb", cache=False)
+    embeddings = dict(zip(reference.values("filepath"), reference.values("emb")))
+    expected = {}
+    store = moments.window_store(reference)
+    for sample in reference:
+        vectors = moments._window_vectors(store, sample.id)
+        for window in sample["videoprism_windows"].detections:
+            expected[(sample.filepath, tuple(window.support))] = vectors[window.id]
+    store.delete()
+    reference.delete()
+
+    log = tmp_path / "saves.log"
+    env = _env(mongod_uri, tmp_path)
+    params = lvt_params(tiny_models, workers=3, skip_existing=True, embeddings_field="emb",
+                        brain_key="vp", **grid)
+    with _workers(2, {**env, "FVP_TEST_WRITE_LOG": str(log)}, tmp_path) as workers:
+        done = subprocess.run(
+            [sys.executable, "-c", _MOMENTS_DRIVER, unique_name("moments_shards"),
+             PLUGIN_URI, json.dumps(params), json.dumps(paths)],
+            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads(done.stdout.strip().splitlines()[-1])
+    saves = [line.split() for line in log.read_text().splitlines()]
+    # Each video saved twice: its embedding, then its windows.
+    assert Counter(sample_id for _, sample_id in saves) == Counter(state["ids"] * 2)
+    assert {int(pid) for pid, _ in saves} <= {w.pid for w in workers}
+    for path, vector in state["embeddings"].items():
+        np.testing.assert_allclose(vector, embeddings[path], atol=1e-5)
+    assert len(state["text_top"]) == 2
+    got = {(p, tuple(support)): vector for p, support, vector in state["windows"]}
+    assert got.keys() == expected.keys() and len(got) == state["clips"] == state["index_size"]
+    for key, vector in got.items():
+        np.testing.assert_allclose(vector, expected[key], atol=1e-5)
+    assert len(state["top"]) == 3

@@ -20,9 +20,9 @@ Each command calls the same public functions as the Python API and the plugin op
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,25 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("source", help="a folder of videos, or the name of a FiftyOne dataset")
     source.add_argument("--dataset", help="dataset name for a folder (default: folder name)")
 
+    # What embed and moments share: the index they build and the workers they can run on.
+    scale = argparse.ArgumentParser(add_help=False)
+    scale.add_argument("--backend", help="similarity backend: any FiftyOne brain backend, e.g. "
+                                         "sklearn, lancedb, pgvector (default: the brain config's)")
+    scale.add_argument("--backend-param", action="append", dest="backend_params",
+                       metavar="NAME=VALUE",
+                       help="a backend parameter, e.g. uri=/data/lancedb (repeat for more); "
+                            "connection parameters are saved to the brain config for other "
+                            "processes")
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="split the embedding into N shards, queued as delegated operations "
+                            "for `fiftyone delegated launch` workers sharing this database; "
+                            "waits for them, then builds the index")
+    scale.add_argument("--worker-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="a shard whose worker sends no heartbeat for this long is queued "
+                            "again (default: %(default)s)")
+
     embed = commands.add_parser(
-        "embed", parents=[source, model, zero_shot, app],
+        "embed", parents=[source, scale, model, zero_shot, app],
         help="embed a folder of videos or a dataset, index it for text search",
         description="Creates (or updates) a dataset from a folder of videos, or takes an "
                     "existing dataset, stores one embedding per video, builds a similarity "
@@ -164,25 +181,11 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="embeddings field (default: %(default)s)")
     embed.add_argument("--brain-key", default=DEFAULT_BRAIN_KEY,
                        help="similarity index key (default: %(default)s)")
-    embed.add_argument("--backend", help="similarity backend: any FiftyOne brain backend, e.g. "
-                                         "sklearn, lancedb, pgvector (default: the brain config's)")
-    embed.add_argument("--backend-param", action="append", dest="backend_params",
-                       metavar="NAME=VALUE",
-                       help="a backend parameter, e.g. uri=/data/lancedb (repeat for more); "
-                            "connection parameters are saved to the brain config for other "
-                            "processes")
     embed.add_argument("--recompute", action="store_true",
                        help="recompute embeddings that are already stored")
     embed.add_argument("--no-map", dest="map", action="store_false",
                        help="skip the embeddings map (a 2-D layout of the embeddings for the "
                             "App's Embeddings panel, brain key <field>_map)")
-    embed.add_argument("--workers", type=int, metavar="N",
-                       help="split the embedding into N shards, queued as delegated operations "
-                            "for `fiftyone delegated launch` workers sharing this database; "
-                            "waits for them, then builds the index")
-    embed.add_argument("--worker-timeout", type=float, default=120.0, metavar="SECONDS",
-                       help="a shard whose worker sends no heartbeat for this long is queued "
-                            "again (default: %(default)s)")
     embed.add_argument("--query", help="print the top matches of this text query")
     embed.add_argument("-k", type=int, default=10, help="matches to print (default: 10)")
     embed.set_defaults(run=_embed)
@@ -208,7 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.set_defaults(run=_tag)
 
     moments = commands.add_parser(
-        "moments", parents=[source, model, app], help="find when something happens in long videos",
+        "moments", parents=[source, scale, model, app], help="find when something happens in long videos",
         description="Embeds overlapping windows of every video (16 frames per 8 s, a window "
                     "every 4 s by default), indexes them for text search on the clips view of "
                     "the windows field (in Python and the App), and prints the best moments "
@@ -314,7 +317,7 @@ def _uninstall_plugin(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from fiftyone_videoprism.fo import index, runs
+    from fiftyone_videoprism.fo import index, runs, shards
 
     # Everything that costs nothing is checked before weights load and videos decode.
     classes = _classes(args) if args.classes else None
@@ -326,7 +329,8 @@ def _embed(args: argparse.Namespace) -> int:
         runs.check_label_field(dataset, args.label_field, _label_type(args))
     print(f"Dataset '{dataset.name}': {_count(len(dataset), 'video')}")
     if args.workers:
-        _embed_on_workers(dataset, model, model_kwargs, args)
+        _on_workers(functools.partial(shards.embed_on_workers, dataset, model, args.model,
+                                      model_kwargs, args.field), args, "Embedded")
     else:
         stats = runs.compute_embeddings(dataset, model, args.field,
                                         skip_existing=not args.recompute)
@@ -351,17 +355,13 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_on_workers(dataset, model, model_kwargs: dict[str, Any],
-                      args: argparse.Namespace) -> None:
-    from fiftyone_videoprism.fo import shards
-
-    op_ids = shards.queue(dataset, args.field, args.workers, model, args.model, model_kwargs,
-                          recompute=args.recompute, timeout_s=args.worker_timeout)
-    print(f"Queued {len(op_ids)} shards for `fiftyone delegated launch` workers on this "
-          "database", flush=True)
-    status = shards.wait(dataset, args.field, op_ids, timeout_s=args.worker_timeout,
-                         report=lambda progress: print(progress, flush=True))
-    print(f"Embedded: {status.done} of {status.total} videos have an embedding")
+def _on_workers(run: Callable[..., Any], args: argparse.Namespace, what: str) -> None:
+    """Runs a sharded ``run`` of :mod:`fiftyone_videoprism.fo.shards`, printing progress."""
+    print(f"Queueing up to {args.workers} shards for `fiftyone delegated launch` workers on "
+          "this database", flush=True)
+    status = run(args.workers, recompute=args.recompute, timeout_s=args.worker_timeout,
+                 report=lambda progress: print(progress, flush=True))
+    print(f"{what}: {status.done} of {_count(status.total, 'video')}")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -386,7 +386,7 @@ def _tag(args: argparse.Namespace) -> int:
 
 
 def _moments(args: argparse.Namespace) -> int:
-    from fiftyone_videoprism.fo import moments
+    from fiftyone_videoprism.fo import index, moments, shards
 
     model, model_kwargs = _model_from_args(args, text=bool(args.query or args.classes))
     dataset = _dataset_for(args.source, args.dataset)
@@ -394,9 +394,17 @@ def _moments(args: argparse.Namespace) -> int:
     grid = {key: getattr(args, key) for key in ("window_seconds", "stride_seconds",
                                                  "window_frames", "stride_frames")
             if getattr(args, key) is not None}
-    stats = moments.compute_moments(dataset, model, args.field, model_kwargs=model_kwargs,
-                                    skip_existing=not args.recompute, **grid)
-    _report("Windowed", stats)
+    backend_params = index.parse_backend_params(args.backend_params)
+    if args.workers:
+        _on_workers(functools.partial(shards.moments_on_workers, dataset, model, args.model,
+                                      model_kwargs, args.field, grid=grid), args, "Windowed")
+        moments.index_moments(dataset, args.field, backend=args.backend,
+                              backend_params=backend_params)
+    else:
+        stats = moments.compute_moments(dataset, model, args.field, model_kwargs=model_kwargs,
+                                        skip_existing=not args.recompute, backend=args.backend,
+                                        backend_params=backend_params, **grid)
+        _report("Windowed", stats)
     view = dataset.to_clips(args.field) if dataset.has_field(args.field) else dataset.view()
     print(f"{len(view)} windows; the App searches them on the clips view of '{args.field}'")
     if args.classes:

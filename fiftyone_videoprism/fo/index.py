@@ -18,18 +18,25 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
-# Search parameters chosen where FiftyOne's defaults lose recall, as measured with
-# bench/backends.py (README, "Similarity indexes"): pgvector's HNSW search list defaults to the
+# Parameters chosen where FiftyOne's defaults lose recall or time, as measured with
+# bench/backends.py (README, "Similarity indexes"). pgvector's HNSW search list defaults to the
 # server's 40, which found 16% of the true top 10 of hard (random) queries on 20,000 vectors;
 # 400 found 71% (and all of them on 2,000). Parameters the caller gives win.
 _SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {"pgvector": {"hnsw_ef_search": 400}}
+# pgvector builds its HNSW graph fast only while the graph fits in maintenance_work_mem (64 MB
+# by default, about 18,000 768-d vectors); past that it goes on much slower. The grant is sized
+# to the graph, capped so that a million-video build asks a shared server for at most 8 GB.
+_PG_BUILD_MEMORY_MB = (64, 8192)
 # The text query that checks a new prompt-capable index end to end.
 _CHECK_QUERY = "a video."
 
@@ -58,10 +65,12 @@ def parse_backend_params(items: Iterable[str] | None) -> dict[str, Any]:
 
 
 def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
-                embeddings_field: str, brain_key: str, *, backend: str | None = None,
+                embeddings: str | np.ndarray, brain_key: str, *, backend: str | None = None,
                 backend_params: Mapping[str, Any] | None = None):
-    """Builds the similarity index ``brain_key`` of ``samples`` over ``embeddings_field`` and
-    replaces any index of that key only once the new one works; returns the new index.
+    """Builds the similarity index ``brain_key`` of ``samples`` over ``embeddings`` (an
+    embeddings field, or one vector per sample of ``samples`` in order, as moments index their
+    windows' clips) and replaces any index of that key only once the new one works; returns
+    the new index.
 
     ``model`` is a zoo name and ``model_kwargs`` its load kwargs: the index stores both (paths
     absolute), and every process that answers a text query reloads the model from them.
@@ -80,23 +89,43 @@ def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
 
     dataset = samples._root_dataset
     backend = backend or fob.brain_config.default_similarity_backend
-    params = {**_SEARCH_DEFAULTS.get(backend, {}), **(backend_params or {})}
+    if isinstance(embeddings, str):
+        stored = samples.exists(embeddings)
+        count = stored.count()
+        dim = len(stored.first()[embeddings]) if count else 0
+    else:
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        count, dim = embeddings.shape
+    params = {**backend_defaults(backend, count, dim), **(backend_params or {})}
     _configure_connection(backend, params)
     kwargs = loading.model_kwargs(**(model_kwargs or {}))
     pending = _free_key(f"{brain_key}_pending")
     try:
         fob.compute_similarity(samples, model=model, model_kwargs=kwargs,
-                               embeddings=embeddings_field, brain_key=pending,
+                               embeddings=embeddings, brain_key=pending,
                                backend=backend, **params)
-        _check(dataset, pending, samples.exists(embeddings_field).count())
+        _check(dataset, pending, count)
     except Exception as err:
         if dataset.has_brain_run(pending):
-            _delete(dataset, pending)
+            delete_index(dataset, pending)
         kept = (f"the previous index '{brain_key}' is unchanged" if dataset.has_brain_run(brain_key)
                 else "no index was stored")
         raise IndexBuildError(f"index '{brain_key}' was not replaced ({kept}): {err}") from err
     _swap(dataset, pending, brain_key)
     return dataset.load_brain_results(brain_key)
+
+
+def backend_defaults(backend: str, count: int, dim: int = 768) -> dict[str, Any]:
+    """The parameters :func:`build_index` gives ``backend`` for ``count`` vectors of ``dim``
+    where FiftyOne's defaults lose recall or time (the caller's parameters win)."""
+    params = dict(_SEARCH_DEFAULTS.get(backend, {}))
+    if backend == "pgvector":
+        # Per row: the vector, 2 x m neighbour links of 8 bytes (m = 16), a tuple header; with
+        # half again as margin for pgvector's own bookkeeping.
+        mb = math.ceil(1.5 * count * (4 * dim + 2 * 16 * 8 + 64) / 2**20)
+        low, high = _PG_BUILD_MEMORY_MB
+        params["maintenance_work_mem"] = f"{min(max(mb, low), high)}MB"
+    return params
 
 
 def require_index(dataset, brain_key: str) -> None:
@@ -139,10 +168,10 @@ def _swap(dataset, pending: str, brain_key: str) -> None:
     except Exception:
         dataset.rename_brain_run(old, brain_key)
         raise
-    _delete(dataset, old)
+    delete_index(dataset, old)
 
 
-def _delete(dataset, key: str) -> None:
+def delete_index(dataset, key: str) -> None:
     """Deletes the index ``key`` with its backend storage (a LanceDB table, a pgvector table),
     which ``delete_brain_run`` alone leaves behind."""
     try:

@@ -38,16 +38,16 @@ from collections.abc import Callable
 from typing import Any
 
 import fiftyone as fo
-import fiftyone.brain as fob
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
+import fiftyone.core.media as fomm
 import fiftyone.core.utils as fou
 import numpy as np
 from fiftyone import ViewField as F
 
 from fiftyone_videoprism.core import windows
 from fiftyone_videoprism.core.cache import EmbeddingsCache
-from fiftyone_videoprism.fo import maps, runs
+from fiftyone_videoprism.fo import index, maps, runs
 from fiftyone_videoprism.fo.defaults import (DEFAULT_MOMENT_LABELS_FIELD, DEFAULT_MOMENTS_FIELD,
                                              DEFAULT_WINDOWS_FIELD)
 from fiftyone_videoprism.fo.model import VideoPrismModel
@@ -74,13 +74,17 @@ def compute_moments(
     brain_key: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     backend: str | None = None,
+    backend_params: dict[str, Any] | None = None,
     skip_existing: bool = False,
     skip_failures: bool = True,
     progress: bool | Callable | None = None,
     error_field: str | None = None,
     cache: runs.CacheArg = True,
 ) -> runs.RunStats:
-    """Embeds overlapping windows of every video and indexes them for text search.
+    """Embeds overlapping windows of every video and indexes them for text search:
+    :func:`prepare_moments`, :func:`embed_windows`, then :func:`index_moments`. Sharded
+    over many workers, the middle step runs on each (:func:`fiftyone_videoprism.fo.shards.
+    moments_on_workers`).
 
     Args:
         samples: a video dataset or view
@@ -94,7 +98,9 @@ def compute_moments(
         brain_key (None): key of the similarity index; default ``windows_field``
         model_kwargs (None): load kwargs the index records for the App server; default
             :meth:`~fiftyone_videoprism.fo.model.VideoPrismModel.zoo_kwargs`
-        backend (None): similarity backend (default FiftyOne's, sklearn)
+        backend (None): similarity backend (default the brain config's), as in
+            :func:`fiftyone_videoprism.fo.index.build_index`
+        backend_params (None): its parameters
         skip_existing (False): leave videos that already have windows (and no error) as they
             are (resumes an interrupted run)
         skip_failures (True): record a failing video's error and go on, instead of raising
@@ -108,6 +114,44 @@ def compute_moments(
     Returns:
         a :class:`~fiftyone_videoprism.fo.runs.RunStats` counting videos
     """
+    pending = prepare_moments(samples, model, windows_field, window_seconds=window_seconds,
+                              stride_seconds=stride_seconds, window_frames=window_frames,
+                              stride_frames=stride_frames, brain_key=brain_key,
+                              model_kwargs=model_kwargs, skip_existing=skip_existing,
+                              error_field=error_field)
+    skipped = len(samples) - len(pending)  # now: the view changes as videos get windows
+    stats = embed_windows(pending, model, windows_field, skip_failures=skip_failures,
+                          progress=progress, error_field=error_field, cache=cache)
+    stats = dataclasses.replace(stats, skipped=skipped)
+    index_moments(samples._root_dataset, windows_field, backend=backend,
+                  backend_params=backend_params)
+    runs._summarise("compute_moments", stats, stats.error_field)
+    return stats
+
+
+def prepare_moments(
+    samples,
+    model: VideoPrismModel,
+    windows_field: str = DEFAULT_WINDOWS_FIELD,
+    *,
+    window_seconds: float | None = None,
+    stride_seconds: float | None = None,
+    window_frames: int | None = None,
+    stride_frames: int | None = None,
+    brain_key: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    skip_existing: bool = False,
+    error_field: str | None = None,
+):
+    """Checks a moments run and declares what it writes before any window is computed: the
+    windows and error fields, the window store, and the dataset's record of the model and
+    grid (which :func:`embed_windows` reads, in this process or on a worker). Returns the
+    videos of ``samples`` to compute. Arguments as in :func:`compute_moments`.
+
+    Raises:
+        ValueError: a bad grid or field name, or videos outside the run that hold windows of
+            another model or grid
+    """
     error_field = error_field or f"{windows_field}_error"
     runs._check_fields(windows_field, error_field)
     grid = {key: value for key, value in zip(
@@ -115,14 +159,9 @@ def compute_moments(
         if value is not None}
     windows.plan_windows(np.zeros(1), model.num_frames, **grid)  # bad grid: fail before work
     dataset = samples._root_dataset
-    brain_key = brain_key or windows_field
     settings = {"embedding_key": model.embedding_key, "grid": grid}
     record = _records(dataset).get(windows_field)
-
-    pending, skipped = samples, 0
-    if skip_existing:
-        pending = _pending(samples, windows_field, error_field)
-        skipped = len(samples) - len(pending)
+    pending = _pending(samples, windows_field, error_field) if skip_existing else samples
     if record is not None and record["settings"] != settings:
         kept = dataset.exists(windows_field).exclude(pending.values("id"))
         if len(kept):
@@ -130,8 +169,53 @@ def compute_moments(
                 f"{len(kept)} videos hold windows in '{windows_field}' made with another model "
                 "or grid; recompute all of them (skip_existing=False over the whole dataset) "
                 "or use another windows_field")
-
+        # Cleared before the new record: a kill part way leaves videos to redo, never windows
+        # of two settings under one record.
+        pending.clear_sample_field(windows_field)
     store = window_store(dataset, windows_field, create=True)
+    for field, kind in ((windows_field, fof.EmbeddedDocumentField), (error_field, fof.StringField)):
+        if not dataset.has_field(field):
+            extra = {"embedded_doc_type": fol.TemporalDetections} if field == windows_field else {}
+            dataset.add_sample_field(field, kind, **extra)
+    kwargs = model.zoo_kwargs() if model_kwargs is None else model_kwargs
+    _set_record(dataset, windows_field, {
+        "store": store.name, "brain_key": brain_key or windows_field, "settings": settings,
+        "error_field": error_field, "model": model.config.model_name, "model_kwargs": kwargs})
+    return pending
+
+
+def embed_windows(
+    samples,
+    model: VideoPrismModel,
+    windows_field: str = DEFAULT_WINDOWS_FIELD,
+    *,
+    skip_existing: bool = False,
+    skip_failures: bool = True,
+    progress: bool | Callable | None = None,
+    error_field: str | None = None,
+    cache: runs.CacheArg = True,
+) -> runs.RunStats:
+    """Embeds the windows of each video of ``samples`` on the grid that
+    :func:`prepare_moments` recorded, saving each video as it finishes; builds no index.
+    Videos are disjoint between concurrent callers (shards), so they never write the same
+    documents.
+
+    Raises:
+        ValueError: no record (run :func:`prepare_moments` first), or ``model`` is not the
+            recorded one
+    """
+    dataset = samples._root_dataset
+    record = _record(dataset, windows_field)
+    if record["settings"]["embedding_key"] != model.embedding_key:
+        raise ValueError(f"'{windows_field}' records windows of {record['model']}, not of "
+                         f"this {model.config.model_name} model; prepare_moments first")
+    grid = record["settings"]["grid"]
+    error_field = error_field or record.get("error_field") or f"{windows_field}_error"
+    pending, skipped = samples, 0
+    if skip_existing:
+        pending = _pending(samples, windows_field, error_field)
+        skipped = len(samples) - len(pending)
+    store = window_store(dataset, windows_field)
     cache = runs._open_cache(cache)
     ids, paths = pending.values(["id", "filepath"])
     written, computed, errors = 0, 0, {}
@@ -147,17 +231,8 @@ def compute_moments(
             else:
                 errors[sample_id] = runs._describe(result.error, path)
             pb.update()
-
-    kwargs = model.zoo_kwargs() if model_kwargs is None else model_kwargs
-    _set_record(dataset, windows_field, {
-        "store": store.name, "brain_key": brain_key, "settings": settings,
-        "model": model.config.model_name, "model_kwargs": kwargs})
-    _build_index(dataset, store, windows_field, brain_key, model.config.model_name, kwargs,
-                 backend)
-    stats = runs.RunStats(written, list(errors), computed=computed, skipped=skipped,
-                          errors=errors, error_field=error_field)
-    runs._summarise("compute_moments", stats, error_field)
-    return stats
+    return runs.RunStats(written, list(errors), computed=computed, skipped=skipped,
+                         errors=errors, error_field=error_field)
 
 
 def find_moments(
@@ -197,9 +272,15 @@ def find_moments(
         raise ValueError(f"k must be >= 1, got {k}")
     dataset = samples._root_dataset
     record = _record(dataset, windows_field)
-    results = dataset.load_brain_results(record["brain_key"])
-    text = (model or results.get_model()).embed_prompt(query)
-    score_of = dict(zip(results.sample_ids, results.embeddings @ text, strict=True))
+    if model is None:
+        model = dataset.load_brain_results(record["brain_key"]).get_model()
+    text = model.embed_prompt(query)
+    # Scored from the window store, not the index: exact on any backend, and only the windows
+    # of ``samples`` are read.
+    store = window_store(dataset, windows_field)
+    window_ids, vectors = store.match(F("video_id").is_in(samples.values("id"))).values(
+        ["window_id", "embedding"])
+    score_of = dict(zip(window_ids, np.stack(vectors) @ text if vectors else [], strict=True))
 
     candidates: list[tuple[float, str, tuple[int, int]]] = []
     ids, detections = samples.exists(windows_field).values(
@@ -351,6 +432,9 @@ def window_store(dataset, windows_field: str = DEFAULT_WINDOWS_FIELD, *,
         raise ValueError(f"dataset {dataset.name!r} has no windows in '{windows_field}'; "
                          "run compute_moments first")
     store = fo.Dataset(name, persistent=dataset.persistent)
+    # Set now, not by the first window added: workers that add their first windows at once
+    # would both try to set it, and all but one fail.
+    store.media_type = fomm.VIDEO
     store.add_sample_field("video_id", fof.StringField)
     store.add_sample_field("window_id", fof.StringField)
     store.add_sample_field("index", fof.IntField)
@@ -468,28 +552,38 @@ def _window_vectors(store: fo.Dataset, sample_id: str) -> dict[str, np.ndarray]:
     return dict(zip(ids, vectors, strict=True))
 
 
-def _build_index(dataset, store: fo.Dataset, windows_field: str, brain_key: str,
-                 model_name: str, model_kwargs: dict[str, Any], backend: str | None) -> None:
-    """(Re)builds the similarity index over ``dataset.to_clips(windows_field)`` from the store,
-    dropping store rows whose window is gone."""
-    if dataset.has_brain_run(brain_key):
-        dataset.delete_brain_run(brain_key)
-    if not dataset.has_field(windows_field):
-        return
+def index_moments(dataset, windows_field: str = DEFAULT_WINDOWS_FIELD, *,
+                  backend: str | None = None, backend_params: dict[str, Any] | None = None):
+    """(Re)builds the similarity index over the clips view ``dataset.to_clips(windows_field)``
+    from the window store, through :func:`fiftyone_videoprism.fo.index.build_index` (the old
+    index keeps answering until the new one works), with the model the record names; drops
+    store rows whose window is gone, and lays the windows out for the Embeddings panel.
+    Returns the index, or None when no video has windows.
+
+    Raises:
+        ValueError: no moments record for ``windows_field``
+        RuntimeError: windows without a stored embedding
+        IndexBuildError: the new index failed (the previous one is unchanged)
+    """
+    record = _record(dataset, windows_field)
+    store = window_store(dataset, windows_field)
     clips = dataset.to_clips(windows_field)
     clip_ids = clips.values("id")
     store.delete_samples(store.match(~F("window_id").is_in(clip_ids)))
     vector_of = dict(zip(*store.values(["window_id", "embedding"]), strict=True))
-    if not clip_ids:
-        return
     missing = [i for i in clip_ids if i not in vector_of]
     if missing:
         raise RuntimeError(f"{len(missing)} windows of '{windows_field}' have no stored "
                            f"embedding (e.g. {missing[0]}); recompute them")
-    similarity = {"backend": backend} if backend else {}
+    if not clip_ids:
+        if dataset.has_brain_run(record["brain_key"]):
+            index.delete_index(dataset, record["brain_key"])
+        return None
     register_zoo()  # the index loads the model by zoo name, here and in the App server
     vectors = np.stack([vector_of[i] for i in clip_ids])
-    fob.compute_similarity(clips, model=model_name, model_kwargs=model_kwargs,
-                           embeddings=vectors, brain_key=brain_key, **similarity)
+    results = index.build_index(clips, record["model"], record["model_kwargs"], vectors,
+                                record["brain_key"], backend=backend,
+                                backend_params=backend_params)
     # The windows in the App's Embeddings panel, on the same clips view.
     maps.map_vectors(clips, vectors, maps.map_brain_key(windows_field))
+    return results

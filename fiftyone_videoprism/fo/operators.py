@@ -40,7 +40,7 @@ from fiftyone_videoprism.fo.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BRAIN_K
                                              DEFAULT_CLASSIFIER_FIELD, DEFAULT_DIST_FIELD,
                                              DEFAULT_EMBEDDINGS_FIELD, DEFAULT_LABEL_FIELD,
                                              DEFAULT_MODEL, DEFAULT_MOMENT_LABELS_FIELD,
-                                             DEFAULT_MOMENTS_FIELD, DEFAULT_WINDOWS_FIELD)
+                                             DEFAULT_WINDOWS_FIELD)
 from fiftyone_videoprism.core.settings import DEFAULT_DTYPE, DEFAULT_RESIZE, DTYPES, RESIZE_MODES
 from fiftyone_videoprism.fo.zoo import zoo_model_names
 
@@ -102,18 +102,16 @@ class ComputeEmbeddings(foo.Operator):
                 inputs.enum("existing", choices.values(), default="skip", view=choices,
                             label=f"'{field}' already exists")
         map_form(ctx, inputs, field)
+        workers_form(inputs)
         return types.Property(inputs, view=types.View(label="Compute VideoPrism embeddings"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
         target = ctx.target_view()
-        model, _ = model_from_form(ctx)
+        model, model_kwargs = model_from_form(ctx)
         field = ctx.params.get("embeddings_field") or DEFAULT_EMBEDDINGS_FIELD
-        skip = ctx.params.get("existing", "skip") == "skip"
-        stats = yield from run_with_progress(
-            ctx, "Embedding videos",
-            lambda progress: runs.compute_embeddings(target, model, field, skip_existing=skip,
-                                                      progress=progress),
-        )
+        stats = yield from embed_with_progress(
+            ctx, target, model, model_kwargs, field,
+            recompute=ctx.params.get("existing", "skip") != "skip")
         message, links = f"Embedded {stats.written} videos into '{field}'", []
         if ctx.params.get("build_map", True):
             built = maps.build_map(target, field, label_field=_newest(zero_shot_fields(target)))
@@ -205,19 +203,8 @@ class BuildTextIndex(foo.Operator):
             have = len(target.exists(field))
             inputs.view("reuse", types.Notice(
                 label=f"Reusing {have} of {len(target)} embeddings stored in '{field}'"))
-        backends = installed_similarity_backends()
-        default = fob.brain_config.default_similarity_backend
-        inputs.enum("backend", backends, default=default if default in backends else backends[0],
-                    label="Backend", view=types.DropdownView(),
-                    description="Similarity backends whose client package is installed here")
-        params = inputs.list("backend_params", types.String(), label="Backend parameters",
-                             description="Optional NAME=VALUE items, e.g. uri=/data/lancedb; "
-                                         "connection parameters are saved to the brain config")
-        try:
-            index.parse_backend_params(ctx.params.get("backend_params"))
-        except ValueError as err:
-            params.invalid = True
-            params.error_message = str(err)
+        backend_form(ctx, inputs)
+        workers_form(inputs)
         return types.Property(inputs, view=types.View(label="Build a VideoPrism text index"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
@@ -225,17 +212,12 @@ class BuildTextIndex(foo.Operator):
         model, model_kwargs = model_from_form(ctx, text=True)
         field = ctx.params.get("embeddings_field") or DEFAULT_EMBEDDINGS_FIELD
         brain_key = ctx.params.get("brain_key") or DEFAULT_BRAIN_KEY
-        stats = yield from run_with_progress(
-            ctx, "Embedding videos",
-            lambda progress: runs.compute_embeddings(target, model, field, skip_existing=True,
-                                                      progress=progress),
-        )
+        stats = yield from embed_with_progress(ctx, target, model, model_kwargs, field,
+                                               recompute=False)
         # By zoo name and load kwargs, not the model object: the index records them, so the App
         # server (another process) can load the text encoder for every query.
         index.build_index(target, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field,
-                          brain_key, backend=ctx.params.get("backend"),
-                          backend_params=index.parse_backend_params(
-                              ctx.params.get("backend_params")))
+                          brain_key, **backend_params(ctx))
         yield from finish(
             ctx, f"Built text index '{brain_key}' over {len(target)} videos", stats,
             links=[outputs.OperatorLink("Search it by text",
@@ -244,8 +226,9 @@ class BuildTextIndex(foo.Operator):
 
 
 class EmbedShard(foo.Operator):
-    """One shard of a sharded embedding run (:mod:`fiftyone_videoprism.fo.shards`): queued by
-    ``fiftyone-videoprism embed --workers N``, run by a ``fiftyone delegated launch`` worker."""
+    """One shard of a sharded run (:mod:`fiftyone_videoprism.fo.shards`): queued by
+    ``--workers N`` or the *Workers* field of the embedding operators, run by a
+    ``fiftyone delegated launch`` worker."""
 
     @property
     def config(self) -> foo.OperatorConfig:
@@ -254,15 +237,7 @@ class EmbedShard(foo.Operator):
                                   allow_delegated_execution=True)
 
     def execute(self, ctx) -> dict[str, Any]:
-        params = ctx.params
-        model = loading.zoo_model(params["model"], params["model_kwargs"])
-        target = ctx.dataset.select(params["sample_ids"])
-        label = f"shard {params['shard'] + 1}/{params['num_shards']} of run {params['run']}"
-        stats = shards.run_shard(
-            ctx, lambda progress: runs.compute_embeddings(
-                target, model, params["embeddings_field"], skip_existing=True, cache=True,
-                progress=progress),
-            params["heartbeat_s"], label)
+        stats = shards.execute_shard(ctx)
         return {"written": stats.written, "computed": stats.computed, "failed": stats.failed}
 
 
@@ -341,19 +316,32 @@ class ComputeMoments(foo.Operator):
         grid_form(inputs)
         inputs.bool("skip_existing", default=True, label="Skip videos that have windows",
                     description="Resume: compute only videos without windows (or that failed)")
+        backend_form(ctx, inputs)
+        workers_form(inputs)
         return types.Property(inputs, view=types.View(label="Compute VideoPrism moments"))
 
     def execute(self, ctx) -> Generator[Any, None, None]:
         target = ctx.target_view()
         model, kwargs = model_from_form(ctx)
         field = ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD
-        stats = yield from run_with_progress(
-            ctx, "Embedding windows",
-            lambda progress: moments.compute_moments(
-                target, model, field, model_kwargs=kwargs, progress=progress,
-                skip_existing=bool(ctx.params.get("skip_existing", True)),
-                **grid_params(ctx)),
-        )
+        skip = bool(ctx.params.get("skip_existing", True))
+        workers = ctx.params.get("workers") or 0
+        if workers:
+            status = yield from run_with_progress(
+                ctx, "Embedding windows on workers",
+                lambda progress: shards.moments_on_workers(
+                    target, model, ctx.params.get("model", DEFAULT_MODEL), kwargs, field, workers,
+                    grid=grid_params(ctx), recompute=not skip, report=progress),
+                throttle=False)
+            moments.index_moments(target._root_dataset, field, **backend_params(ctx))
+            stats = shards.stats_of(target, field, status)
+        else:
+            stats = yield from run_with_progress(
+                ctx, "Embedding windows",
+                lambda progress: moments.compute_moments(
+                    target, model, field, model_kwargs=kwargs, progress=progress,
+                    skip_existing=skip, **backend_params(ctx), **grid_params(ctx)),
+            )
         yield from finish(ctx, f"Windows of {stats.written} videos in '{field}'; search them "
                                f"on the clips view of '{field}'", stats)
 
@@ -645,6 +633,58 @@ def grid_params(ctx) -> dict[str, float]:
             if ctx.params.get(key)}
 
 
+def backend_form(ctx, inputs: types.Object) -> None:
+    """The similarity backend of the index a run builds, and its parameters."""
+    backends = installed_similarity_backends()
+    default = fob.brain_config.default_similarity_backend
+    inputs.enum("backend", backends, default=default if default in backends else backends[0],
+                label="Backend", view=types.DropdownView(),
+                description="Similarity backends whose client package is installed here")
+    params = inputs.list("backend_params", types.String(), label="Backend parameters",
+                         description="Optional NAME=VALUE items, e.g. uri=/data/lancedb; "
+                                     "connection parameters are saved to the brain config")
+    try:
+        index.parse_backend_params(ctx.params.get("backend_params"))
+    except ValueError as err:
+        params.invalid = True
+        params.error_message = str(err)
+
+
+def backend_params(ctx) -> dict[str, Any]:
+    """``backend`` and ``backend_params`` for :func:`~fiftyone_videoprism.fo.index.build_index`
+    from the form of :func:`backend_form`."""
+    return {"backend": ctx.params.get("backend"),
+            "backend_params": index.parse_backend_params(ctx.params.get("backend_params"))}
+
+
+def workers_form(inputs: types.Object) -> None:
+    """The number of shards for ``fiftyone delegated launch`` workers (0: this process)."""
+    inputs.int("workers", default=0, min=0, label="Workers",
+               description="0: embed here. N: split the videos into N shards, queued as "
+                           "delegated operations for `fiftyone delegated launch` workers on "
+                           "this database; this run waits for them, re-queues a shard whose "
+                           "worker stops beating, then builds what follows")
+
+
+def embed_with_progress(ctx, target, model, model_kwargs: dict[str, Any], field: str, *,
+                        recompute: bool) -> Generator[Any, None, runs.RunStats]:
+    """Embeds ``target`` into ``field`` here, or on the form's number of workers, reporting
+    progress (use with ``yield from``)."""
+    workers = ctx.params.get("workers") or 0
+    if not workers:
+        return (yield from run_with_progress(
+            ctx, "Embedding videos",
+            lambda progress: runs.compute_embeddings(target, model, field,
+                                                      skip_existing=not recompute,
+                                                      progress=progress)))
+    status = yield from run_with_progress(
+        ctx, "Embedding videos on workers",
+        lambda progress: shards.embed_on_workers(
+            target, model, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field, workers,
+            recompute=recompute, report=progress), throttle=False)
+    return shards.stats_of(target, field, status)
+
+
 def map_form(ctx, inputs: types.Object, field: str | None) -> None:
     """The "embeddings map" checkbox (on by default: the map costs little next to the
     embeddings; see :mod:`fiftyone_videoprism.fo.maps`)."""
@@ -870,26 +910,29 @@ def installed_similarity_backends() -> list[str]:
 # Running
 
 
-def run_with_progress(ctx, label: str,
-                      work: Callable[[Callable], T]) -> Generator[Any, None, T]:
-    """Runs ``work(progress)``, where ``progress`` is a FiftyOne progress callback, and reports
-    its progress; returns what ``work`` returns (use with ``yield from``).
+def run_with_progress(ctx, label: str, work: Callable[[Callable], T], *,
+                      throttle: bool = True) -> Generator[Any, None, T]:
+    """Runs ``work(progress)``, where ``progress`` is a FiftyOne progress callback (called at
+    most every few seconds; every time without ``throttle``, for reports that are rare and
+    need only a ``progress`` attribute), and reports its progress; returns what ``work``
+    returns (use with ``yield from``).
 
     Delegated runs report through ``ctx.set_progress`` (stored on the run, shown in the App's
     runs list). Immediate runs have no such channel: the work runs in a thread while this
     generator yields App progress messages, which the App shows as they stream in.
     """
+    def every(report: Callable) -> Callable:
+        return fou.report_progress(report, dt=_PROGRESS_INTERVAL) if throttle else report
+
     if ctx.delegated:
         def report(pb) -> None:
             ctx.set_progress(progress=pb.progress, label=label)
 
-        return work(fou.report_progress(report, dt=_PROGRESS_INTERVAL))
+        return work(every(report))
 
     updates: queue.Queue[float] = queue.Queue()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(
-            work, fou.report_progress(lambda pb: updates.put(pb.progress),
-                                      dt=_PROGRESS_INTERVAL))
+        future = pool.submit(work, every(lambda pb: updates.put(pb.progress)))
         while not (future.done() and updates.empty()):
             try:
                 progress = updates.get(timeout=0.2)

@@ -1,5 +1,8 @@
-"""Embedding runs split into shards that many workers run: FiftyOne delegated operations, picked
-up by any number of ``fiftyone delegated launch`` processes that share ``FIFTYONE_DATABASE_URI``.
+"""Embedding runs (sample embeddings, or the windows of moments) split into shards that many
+workers run: FiftyOne delegated operations, picked up by any number of
+``fiftyone delegated launch`` processes that share ``FIFTYONE_DATABASE_URI``. The CLI's
+``--workers`` and the operators' *Workers* call :func:`embed_on_workers` or
+:func:`moments_on_workers`, then build the index once.
 
 The rules that make a sharded run correct, all here:
 
@@ -7,8 +10,9 @@ The rules that make a sharded run correct, all here:
   field on the same documents can lose a schema entry.
 - Shards are disjoint lists of sample IDs, and each is one delegated operation, which exactly one
   worker claims (FiftyOne moves it from queued to running atomically).
-- A shard embeds only its samples whose field is still empty and saves each model batch, so a
-  shard queued again after a worker died does only what the dead worker had not saved.
+- A shard embeds only its samples whose field is still empty and saves each model batch (each
+  video, for windows), so a shard queued again after a worker died does only what the dead
+  worker had not saved.
 - A running shard beats (its operation's progress is updated every ``heartbeat_s`` seconds).
   Open-source FiftyOne has no lease: a killed worker leaves its operation "running" forever. The
   waiting side (:func:`wait`) marks a shard whose last beat is older than ``timeout_s`` as
@@ -30,6 +34,8 @@ import numpy as np
 from fiftyone_videoprism.fo.plugin import PLUGIN_NAME
 
 SHARD_OPERATOR = f"{PLUGIN_NAME}/embed_shard"
+# What a shard can run: a sample embedding per video, or the windows of moments.
+JOBS = ("embeddings", "moments")
 # Seconds without a beat after which a running shard counts as dead; beats come six times as
 # often, so a busy machine's late beat is not mistaken for a death.
 DEFAULT_TIMEOUT_S = 120.0
@@ -48,13 +54,18 @@ class ShardProgress:
     total: int
     requeued: int
 
+    @property
+    def progress(self) -> float:
+        """The fraction of samples done (so that a FiftyOne progress callback takes it)."""
+        return self.done / self.total if self.total else 1.0
+
     def __str__(self) -> str:
         states = ", ".join(f"{n} {state}" for state, n in sorted(self.states.items()))
         again = f", {self.requeued} re-queued" if self.requeued else ""
         return f"shards: {states}{again}; {self.done}/{self.total} videos embedded"
 
 
-def prepare(dataset, embeddings_field: str, model, *, recompute: bool = False) -> list[str]:
+def prepare(samples, embeddings_field: str, model, *, recompute: bool = False) -> list[str]:
     """Declares the output fields before any worker writes (the embeddings field with
     ``model``'s provenance, so that workers find it theirs and leave the schema alone), clears
     it for a recompute; returns the IDs of the samples still lacking an embedding.
@@ -66,25 +77,70 @@ def prepare(dataset, embeddings_field: str, model, *, recompute: bool = False) -
 
     from fiftyone_videoprism.fo import runs
 
-    runs.prepare_embeddings_field(dataset, embeddings_field, model, replace=recompute)
+    dataset = samples._dataset
+    runs.prepare_embeddings_field(samples, embeddings_field, model, replace=recompute)
     error_field = runs.default_error_field(embeddings_field)
     if not dataset.has_field(error_field):
         dataset.add_sample_field(error_field, fof.StringField)
     if recompute:
-        dataset.clear_sample_field(embeddings_field)
-    return dataset.exists(embeddings_field, False).values("id")
+        samples.clear_sample_field(embeddings_field)
+    return samples.exists(embeddings_field, False).values("id")
 
 
-def queue(dataset, embeddings_field: str, num_shards: int, model, model_name: str,
-          model_kwargs: Mapping[str, Any], *, recompute: bool = False,
-          timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
-    """Declares the output fields (:func:`prepare`), splits the samples still lacking an
-    embedding into at most ``num_shards`` shards, and queues one delegated operation per shard;
-    returns their IDs. ``model`` is the loaded zoo model ``model_name`` with ``model_kwargs``,
-    which every worker loads again.
+def embed_on_workers(samples, model, model_name: str, model_kwargs: Mapping[str, Any],
+                     embeddings_field: str, num_shards: int, *, recompute: bool = False,
+                     timeout_s: float = DEFAULT_TIMEOUT_S, poll_s: float = 1.0,
+                     report: Callable[[ShardProgress], None] | None = None) -> ShardProgress:
+    """Embeds ``samples`` into ``embeddings_field`` on ``fiftyone delegated launch`` workers:
+    declares the fields (:func:`prepare`), queues at most ``num_shards`` shards of the samples
+    lacking an embedding and waits for them (:func:`wait`). ``model`` is the loaded zoo model
+    ``model_name`` with ``model_kwargs``, which every worker loads again. The caller builds
+    the index once this returns.
 
     Raises:
         ValueError: ``num_shards`` below 1
+        RuntimeError: a shard failed on its own
+    """
+    ids = prepare(samples, embeddings_field, model, recompute=recompute)
+    return _on_workers(samples, "embeddings", embeddings_field, ids, num_shards, model_name,
+                       model_kwargs, timeout_s, poll_s, report)
+
+
+def moments_on_workers(samples, model, model_name: str, model_kwargs: Mapping[str, Any],
+                       windows_field: str, num_shards: int, *,
+                       grid: Mapping[str, float] | None = None, recompute: bool = False,
+                       timeout_s: float = DEFAULT_TIMEOUT_S, poll_s: float = 1.0,
+                       report: Callable[[ShardProgress], None] | None = None) -> ShardProgress:
+    """:func:`embed_on_workers` for the windows of moments: declares the windows field and
+    its store (:func:`fiftyone_videoprism.fo.moments.prepare_moments`), queues shards of the
+    videos without windows and waits for them. The caller builds the index
+    (:func:`fiftyone_videoprism.fo.moments.index_moments`) once this returns."""
+    from fiftyone_videoprism.fo import loading, moments
+
+    kwargs = loading.model_kwargs(**model_kwargs)
+    pending = moments.prepare_moments(samples, model, windows_field, model_kwargs=kwargs,
+                                      skip_existing=not recompute, **(grid or {}))
+    return _on_workers(samples, "moments", windows_field, pending.values("id"), num_shards,
+                       model_name, kwargs, timeout_s, poll_s, report)
+
+
+def _on_workers(samples, job: str, field: str, ids: list[str], num_shards: int,
+                model_name: str, model_kwargs: Mapping[str, Any], timeout_s: float,
+                poll_s: float,
+                report: Callable[[ShardProgress], None] | None) -> ShardProgress:
+    op_ids = queue(samples._dataset, job, field, ids, num_shards, model_name, model_kwargs,
+                   timeout_s=timeout_s)
+    return wait(samples, field, op_ids, timeout_s=timeout_s, poll_s=poll_s, report=report)
+
+
+def queue(dataset, job: str, field: str, ids: list[str], num_shards: int, model_name: str,
+          model_kwargs: Mapping[str, Any], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+    """Splits ``ids`` into at most ``num_shards`` shards and queues one delegated operation
+    per shard, each running ``job`` (one of :data:`JOBS`) into ``field`` on its samples;
+    returns their IDs. The fields must be declared already.
+
+    Raises:
+        ValueError: ``num_shards`` below 1, or an unknown job
     """
     import fiftyone.operators as foo
 
@@ -93,21 +149,44 @@ def queue(dataset, embeddings_field: str, num_shards: int, model, model_name: st
 
     if num_shards < 1:
         raise ValueError(f"the number of workers must be at least 1, got {num_shards}")
+    if job not in JOBS:
+        raise ValueError(f"unknown sharded job {job!r}; one of {', '.join(JOBS)}")
     install_plugin()  # this process queues by operator URI, so it must know the plugin
-    ids = prepare(dataset, embeddings_field, model, recompute=recompute)
     run = uuid.uuid4().hex[:8]
     chunks = [c.tolist() for c in np.array_split(np.array(ids, dtype=object), num_shards) if len(c)]
     op_ids = []
     for i, chunk in enumerate(chunks):
         queued = foo.execute_operator(SHARD_OPERATOR, dataset=dataset, request_delegation=True,
-                                      params={"model": model_name,
+                                      params={"job": job, "field": field,
+                                              "model": model_name,
                                               "model_kwargs": loading.model_kwargs(**model_kwargs),
-                                              "embeddings_field": embeddings_field,
                                               "sample_ids": chunk, "run": run, "shard": i,
                                               "num_shards": len(chunks),
                                               "heartbeat_s": timeout_s / 6})
         op_ids.append(str(queued.result["id"]))
     return op_ids
+
+
+def execute_shard(ctx):
+    """Runs the shard of the delegated operation ``ctx`` (queued by :func:`queue`) with
+    heartbeats; returns its :class:`~fiftyone_videoprism.fo.runs.RunStats`. Only the shard's
+    samples still lacking a result are computed, so a shard queued again redoes nothing."""
+    from fiftyone_videoprism.fo import loading, moments, runs
+
+    params = ctx.params
+    model = loading.zoo_model(params["model"], params["model_kwargs"])
+    target = ctx.dataset.select(params["sample_ids"])
+    field = params["field"]
+    if params["job"] == "moments":
+        def work(progress):
+            return moments.embed_windows(target, model, field, skip_existing=True,
+                                         progress=progress)
+    else:
+        def work(progress):
+            return runs.compute_embeddings(target, model, field, skip_existing=True,
+                                           cache=True, progress=progress)
+    label = f"shard {params['shard'] + 1}/{params['num_shards']} of run {params['run']}"
+    return run_shard(ctx, work, params["heartbeat_s"], label)
 
 
 def run_shard(ctx, work: Callable[[Callable], Any], heartbeat_s: float, label: str) -> Any:
@@ -143,11 +222,23 @@ def run_shard(ctx, work: Callable[[Callable], Any], heartbeat_s: float, label: s
         thread.join()
 
 
-def wait(dataset, embeddings_field: str, op_ids: list[str], *,
+def stats_of(samples, field: str, status: ShardProgress):
+    """A finished sharded run as :class:`~fiftyone_videoprism.fo.runs.RunStats`: the samples
+    of ``samples`` holding ``field``, and those that failed, with their errors."""
+    from fiftyone_videoprism.fo import runs
+
+    error_field = runs.default_error_field(field)
+    ids, errors = samples.exists(error_field).values(["id", error_field])
+    return runs.RunStats(status.done, ids, errors=dict(zip(ids, errors, strict=True)),
+                         error_field=error_field)
+
+
+def wait(samples, field: str, op_ids: list[str], *,
          timeout_s: float = DEFAULT_TIMEOUT_S, poll_s: float = 1.0,
          report: Callable[[ShardProgress], None] | None = None) -> ShardProgress:
     """Waits until every shard has completed, queueing again each shard whose worker stopped
-    beating for ``timeout_s`` seconds; ``report`` gets each change of progress.
+    beating for ``timeout_s`` seconds; ``report`` gets each change of progress (the samples
+    of ``samples`` with ``field`` set count as done).
 
     Raises:
         RuntimeError: a shard failed on its own (its error is in the message)
@@ -158,7 +249,7 @@ def wait(dataset, embeddings_field: str, op_ids: list[str], *,
 
     service = DelegatedOperationService()
     ids = list(op_ids)
-    total = len(dataset)
+    total = len(samples)
     requeued, last = 0, None
     while True:
         docs = [service.get(ObjectId(op_id)) for op_id in ids]
@@ -183,7 +274,7 @@ def wait(dataset, embeddings_field: str, op_ids: list[str], *,
         states: dict[str, int] = {}
         for doc in docs:
             states[doc.run_state] = states.get(doc.run_state, 0) + 1
-        status = ShardProgress(states, dataset.exists(embeddings_field).count(), total, requeued)
+        status = ShardProgress(states, samples.exists(field).count(), total, requeued)
         if status != last and report is not None:
             report(status)
         last = status
