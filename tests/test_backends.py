@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import fiftyone as fo
 import fiftyone.brain as fob
@@ -13,7 +14,7 @@ import fiftyone.brain.config as fbc
 import fiftyone.zoo as foz
 import numpy as np
 import pytest
-from fo_fixtures import app_sort_ids, ranking_in_new_process, unique_name
+from fo_fixtures import app_sort_ids, ranking_in_new_process, subprocess_env, unique_name
 
 from fiftyone_videoprism.fo import index
 
@@ -141,7 +142,7 @@ def pgvector_uri(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture()
 def pgvector_index(random_vectors_dataset, tiny_models, pgvector_uri):
     """The dataset indexed on pgvector with build_index's HNSW search list (hnsw_ef_search
-    400), longer than the dataset, so the search visits every vector: exact at this size.
+    1000), longer than the dataset, so the search visits every vector: exact at this size.
     Built before the App server starts (listed first)."""
     index.build_index(random_vectors_dataset, "videoprism-lvt-base", tiny_models.lvt, "emb", "vp",
                       backend="pgvector", backend_params={"connection_string": pgvector_uri})
@@ -154,10 +155,69 @@ def test_pgvector_index_answers_everywhere_like_exact_search(pgvector_index, app
     stored = json.loads(open(fbc.locate_brain_config(), encoding="utf-8").read())
     assert stored["similarity_backends"]["pgvector"]["connection_string"] == pgvector_uri
     config = dataset.get_brain_info("vp").config
-    assert config.hnsw_ef_search == 400 and "connection_string" not in config.serialize()
+    assert config.hnsw_ef_search == 1000 and "connection_string" not in config.serialize()
 
     expected = _exact_top_k(dataset, tiny_models)
     assert dataset.sort_by_similarity(QUERY, k=K, brain_key="vp").values("id") == expected
     assert ranking_in_new_process(dataset, QUERY, "vp", K) == expected
     assert app_sort_ids(app_url, dataset, "vp", QUERY, K) == expected
     dataset.load_brain_results("vp").cleanup()
+
+
+_CLIPS_RANKING = """
+import json, sys, fiftyone as fo
+clips = fo.load_dataset(sys.argv[1]).to_clips(sys.argv[2])
+view = clips.sort_by_similarity(sys.argv[3], k=int(sys.argv[4]), brain_key=sys.argv[2])
+print(json.dumps(view.values("id")))
+"""
+
+
+def test_moments_index_their_windows_on_pgvector(moments_dataset, long_videos, tiny_models,
+                                                 pgvector_uri, zoo_registered) -> None:
+    """compute_moments on a server-backed engine: the clips index lives in PostgreSQL with
+    build_index's parameters, and a new process's text search on the clips view ranks the
+    windows as an exact search over the stored window vectors does."""
+    from fiftyone_videoprism.fo import moments
+
+    dataset = moments_dataset([long_videos["moving_rgb"], long_videos["moving_bgr"]])
+    model = foz.load_zoo_model("videoprism-lvt-base", **tiny_models.lvt)
+    moments.compute_moments(dataset, model, window_seconds=2.0, stride_seconds=1.0,
+                            backend="pgvector",
+                            backend_params={"connection_string": pgvector_uri})
+    config = dataset.get_brain_info("videoprism_windows").config
+    assert config.method == "pgvector" and config.hnsw_ef_search == 1000
+    assert config.maintenance_work_mem == "64MB"  # build_index's floor for a few windows
+
+    ids, vectors = moments.window_store(dataset).values(["window_id", "embedding"])
+    scores = np.stack(vectors) @ model.embed_prompt(QUERY)
+    expected = [ids[i] for i in np.argsort(-scores)[:5]]
+    assert len(ids) == 22  # 2 videos of 12 s, 2 s windows every 1 s
+    done = subprocess.run([sys.executable, "-c", _CLIPS_RANKING, dataset.name,
+                           "videoprism_windows", QUERY, "5"], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+    # find_moments scores the same windows, on any backend
+    found = moments.find_moments(dataset, QUERY, k=5, model=model)
+    assert [round(c, 5) for c in found.values("videoprism_moments.confidence")] == [
+        round(float(s), 5) for s in np.sort(scores)[::-1][:5]]
+    dataset.load_brain_results("videoprism_windows").cleanup()
+
+
+def test_pgvector_index_built_in_batches_answers_like_exact_search(
+        random_vectors_dataset, tiny_models, pgvector_uri) -> None:
+    """A field read and added 128 vectors at a time (as a million-vector build is, 50,000 at
+    a time, so memory holds one batch): the same index as one add."""
+    dataset = random_vectors_dataset
+    results = index.build_index(dataset, "videoprism-lvt-base", tiny_models.lvt, "emb", "vpb",
+                                backend="pgvector", batch_size=128,
+                                backend_params={"connection_string": pgvector_uri})
+    assert results.total_index_size == NUM_SAMPLES
+    assert results.config.embeddings_field == "emb"
+    vectors, ids, _ = results.get_embeddings()
+    stored = dict(zip(dataset.values("id"), dataset.values("emb"), strict=True))
+    assert sorted(ids) == sorted(stored)
+    for sample_id, vector in zip(ids, vectors, strict=True):
+        np.testing.assert_allclose(vector, stored[sample_id], atol=1e-6)
+    assert ranking_in_new_process(dataset, QUERY, "vpb", K) == _exact_top_k(dataset, tiny_models)
+    dataset.load_brain_results("vpb").cleanup()

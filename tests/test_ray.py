@@ -15,7 +15,7 @@ from fiftyone_videoprism.fo import runs
 # The fixtures (database, zoo folder, tiny models, videos) live in tests/fo_fixtures.py.
 pytest_plugins = ["fo_fixtures"]
 
-ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+ray = pytest.importorskip("ray", reason="the [ray] extra (part of the test extra) is not installed")
 
 
 def test_ray_actors_embed_every_sample_once(tiny_models, zoo_registered, tmp_path) -> None:
