@@ -40,7 +40,7 @@ _OBSERVER = '''
 import os, time
 if os.environ.get("FVP_TEST_WRITE_LOG"):
     from fiftyone_videoprism.fo import runs
-    _flush = runs._Writes.flush
+    _flush = runs.PendingWrites.flush
     _delay = float(os.environ.get("FVP_TEST_WRITE_DELAY", "0"))
 
     def flush(self):
@@ -52,7 +52,7 @@ if os.environ.get("FVP_TEST_WRITE_LOG"):
             with open(os.environ["FVP_TEST_WRITE_LOG"], "a") as log:
                 log.write("".join(f"{os.getpid()} {i}\\n" for i in ids))
 
-    runs._Writes.flush = flush
+    runs.PendingWrites.flush = flush
 
     from fiftyone_videoprism.fo import moments
     _save = moments._save

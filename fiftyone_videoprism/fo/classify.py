@@ -262,7 +262,7 @@ def _compute_features(samples, classifier_features: Callable[[np.ndarray], np.nd
     def keep(ids: list[str], arrays: np.ndarray) -> None:
         found.update(zip(ids, arrays, strict=True))
 
-    stats = runs._run(samples, model, runs._Writes(samples, keep, [], None), store,
+    stats = runs.run_batches(samples, model, runs.PendingWrites(samples, keep, [], None), store,
                       skip_failures, progress, compute=classifier_features)
     return found, stats
 
@@ -455,7 +455,7 @@ def apply_classifier(
             :func:`~fiftyone_videoprism.fo.runs.compute_embeddings`
     """
     error_field = error_field or f"{label_field}_error"
-    runs._check_fields(label_field, error_field)
+    runs.check_fields(label_field, error_field)
     runs.check_label_field(samples, label_field, fol.Classifications if classifier.multi_label
                            else fol.Classification)
     classifier.store_logits = store_logits
@@ -464,10 +464,10 @@ def apply_classifier(
         labels = classifier.labels(classifier.logits(features))
         samples.set_values(label_field, dict(zip(ids, labels, strict=True)), key_field="id")
 
-    stats = runs._run(samples, classifier.model,
-                      runs._Writes(samples, write, [label_field], error_field),
+    stats = runs.run_batches(samples, classifier.model,
+                      runs.PendingWrites(samples, write, [label_field], error_field),
                       _open_store(store, classifier.spec.head, classifier.spec.precision),
                       skip_failures, progress, compute=classifier.features)
     stats = dataclasses.replace(stats, error_field=error_field)
-    runs._summarise("apply_classifier", stats, error_field)
+    runs.log_summary("apply_classifier", stats, error_field)
     return stats

@@ -125,7 +125,7 @@ def compute_moments(
     stats = dataclasses.replace(stats, skipped=skipped)
     index_moments(samples._root_dataset, windows_field, backend=backend,
                   backend_params=backend_params)
-    runs._summarise("compute_moments", stats, stats.error_field)
+    runs.log_summary("compute_moments", stats, stats.error_field)
     return stats
 
 
@@ -153,7 +153,7 @@ def prepare_moments(
             another model or grid
     """
     error_field = error_field or f"{windows_field}_error"
-    runs._check_fields(windows_field, error_field)
+    runs.check_fields(windows_field, error_field)
     grid = {key: value for key, value in zip(
         _GRID_KEYS, (window_seconds, stride_seconds, window_frames, stride_frames), strict=True)
         if value is not None}
@@ -216,7 +216,7 @@ def embed_windows(
         pending = _pending(samples, windows_field, error_field)
         skipped = len(samples) - len(pending)
     store = window_store(dataset, windows_field)
-    cache = runs._open_cache(cache)
+    cache = runs.open_cache(cache)
     ids, paths = pending.values(["id", "filepath"])
     written, computed, errors = 0, 0, {}
     with fou.ProgressBar(total=len(ids), progress=progress) as pb:
@@ -229,7 +229,7 @@ def embed_windows(
             elif not skip_failures:
                 raise result.error
             else:
-                errors[sample_id] = runs._describe(result.error, path)
+                errors[sample_id] = runs.describe_error(result.error, path)
             pb.update()
     return runs.RunStats(written, list(errors), computed=computed, skipped=skipped,
                          errors=errors, error_field=error_field)
@@ -513,7 +513,7 @@ def _save(dataset, store: fo.Dataset, windows_field: str, error_field: str, samp
         sample[error_field] = None
     sample[windows_field] = fol.TemporalDetections(detections=labels) if labels else None
     if result.error is not None:
-        sample[error_field] = runs._describe(result.error, path)
+        sample[error_field] = runs.describe_error(result.error, path)
     sample.save()
 
 

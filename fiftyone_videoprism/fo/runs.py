@@ -116,7 +116,7 @@ def compute_embeddings(
             :class:`~fiftyone_videoprism.core.cache.EmbeddingsCache`, or False for none
     """
     error_field = error_field or default_error_field(embeddings_field)
-    _check_fields(embeddings_field, error_field)
+    check_fields(embeddings_field, error_field)
     prepare_embeddings_field(samples, embeddings_field, model, replace=not skip_existing)
     pending, skipped = samples, 0
     if skip_existing and samples.has_field(embeddings_field):
@@ -128,10 +128,11 @@ def compute_embeddings(
         samples.set_values(embeddings_field, dict(zip(ids, embeddings, strict=True)),
                            key_field="id")
 
-    stats = _run(pending, model, _Writes(samples, write, [embeddings_field], error_field),
-                 _open_cache(cache), skip_failures, progress)
+    stats = run_batches(pending, model,
+                        PendingWrites(samples, write, [embeddings_field], error_field),
+                        open_cache(cache), skip_failures, progress)
     stats = dataclasses.replace(stats, skipped=skipped, error_field=error_field)
-    _summarise("compute_embeddings", stats, error_field)
+    log_summary("compute_embeddings", stats, error_field)
     return stats
 
 
@@ -173,12 +174,12 @@ def apply_zero_shot(
     # here, before anything is decoded.
     model.classify(np.zeros((0, model.embedding_dim), np.float32), top_k)
     error_field = error_field or default_error_field(label_field)
-    _check_fields(label_field, error_field)
+    check_fields(label_field, error_field)
     label_type = fol.Classifications if top_k is not None else fol.Classification
     previous_tags = prepare_label_field(samples, label_field, label_type, model,
                                         tag_samples=tag_samples)
     if embeddings_field is not None:
-        _check_fields(embeddings_field, error_field)
+        check_fields(embeddings_field, error_field)
         # Stored vectors are reused only when this model made them.
         prepare_embeddings_field(samples, embeddings_field, model, replace=False)
     if previous_tags:
@@ -201,7 +202,7 @@ def apply_zero_shot(
     pending = samples
     if embeddings_field is not None and samples.has_field(embeddings_field):
         ids, vectors = samples.exists(embeddings_field).values(["id", embeddings_field])
-        stored = _Writes(samples, write_labels, [label_field], error_field)
+        stored = PendingWrites(samples, write_labels, [label_field], error_field)
         for sample_id, vector in zip(ids, vectors, strict=True):
             stored.done(sample_id, np.asarray(vector, np.float32))
         stored.flush()
@@ -214,10 +215,11 @@ def apply_zero_shot(
                                key_field="id")
         write_labels(ids, embeddings)
 
-    stats = _run(pending, model, _Writes(samples, write, [label_field], error_field),
-                 _open_cache(cache), skip_failures, progress)
+    stats = run_batches(pending, model,
+                        PendingWrites(samples, write, [label_field], error_field),
+                        open_cache(cache), skip_failures, progress)
     stats = dataclasses.replace(stats, written=stats.written + reused, error_field=error_field)
-    _summarise("apply_zero_shot", stats, error_field)
+    log_summary("apply_zero_shot", stats, error_field)
     return stats
 
 
@@ -341,7 +343,7 @@ def prepare_label_field(samples, field: str, label_type: type, model: VideoPrism
 # The run
 
 
-class _Writes:
+class PendingWrites:
     """Results and failures waiting to be saved, and the counts of what was saved."""
 
     def __init__(self, samples, write: Callable[[list[str], np.ndarray], None],
@@ -386,9 +388,9 @@ class _Writes:
         self._ids, self._vectors, self._failures = [], [], {}
 
 
-def _run(samples, model: VideoPrismModel, writes: _Writes, cache: EmbeddingsCache | None,
-         skip_failures: bool, progress: Any,
-         compute: Callable[[np.ndarray], np.ndarray] | None = None) -> RunStats:
+def run_batches(samples, model: VideoPrismModel, writes: PendingWrites,
+                cache: EmbeddingsCache | None, skip_failures: bool, progress: Any,
+                compute: Callable[[np.ndarray], np.ndarray] | None = None) -> RunStats:
     """Takes embeddings from the cache or decodes (prefetching) and embeds full batches; saves
     each model batch as soon as it is computed.
 
@@ -401,7 +403,7 @@ class _Run:
     """One pass over a collection: cache hits first, then the rest decoded in a background
     thread and embedded ``batch_size`` videos per model call."""
 
-    def __init__(self, samples, model: VideoPrismModel, writes: _Writes,
+    def __init__(self, samples, model: VideoPrismModel, writes: PendingWrites,
                  cache: EmbeddingsCache | None, skip_failures: bool,
                  compute: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.samples, self.model, self.writes = samples, model, writes
@@ -494,7 +496,7 @@ class _Run:
             self.writes.flush()  # keep what was saved up before raising
             raise err
         for sample_id in sample_ids:
-            self.writes.fail(sample_id, _describe(err, self.path_of[sample_id]))
+            self.writes.fail(sample_id, describe_error(err, self.path_of[sample_id]))
         self.pb.update(len(sample_ids))
 
     def _embed_batch(self) -> None:
@@ -525,10 +527,11 @@ class _Run:
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers
+# Helpers for every dataset-wide run (moments and classifiers use them too)
 
 
-def _open_cache(cache: CacheArg) -> EmbeddingsCache | None:
+def open_cache(cache: CacheArg) -> EmbeddingsCache | None:
+    """The cache a run's ``cache`` argument names (None: no cache)."""
     if cache is None or cache is False:
         return None
     if cache is True:
@@ -541,7 +544,8 @@ def _open_cache(cache: CacheArg) -> EmbeddingsCache | None:
                     f"{type(cache).__name__}")
 
 
-def _check_fields(result_field: str, error_field: str) -> None:
+def check_fields(result_field: str, error_field: str) -> None:
+    """Raises a ValueError unless both are field names and differ."""
     for name, value in (("field", result_field), ("error_field", error_field)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty field name, got {value!r}")
@@ -549,7 +553,7 @@ def _check_fields(result_field: str, error_field: str) -> None:
         raise ValueError(f"the error field must differ from the result field {result_field!r}")
 
 
-def _describe(err: Exception, path: str) -> str:
+def describe_error(err: Exception, path: str) -> str:
     """``"<ExceptionType>: <file>: <cause>"``: every message names the file."""
     message = str(err).strip() or "(no message)"
     if path not in message:
@@ -557,7 +561,8 @@ def _describe(err: Exception, path: str) -> str:
     return f"{type(err).__name__}: {message}"
 
 
-def _summarise(run: str, stats: RunStats, error_field: str) -> None:
+def log_summary(run: str, stats: RunStats, error_field: str) -> None:
+    """One log line for a finished run (a warning naming the error field when some failed)."""
     if not stats.failed:
         logger.info("%s: %d written (%d computed), %d skipped", run, stats.written,
                     stats.computed, stats.skipped)
