@@ -4,9 +4,8 @@ storage, recall@k against exact search, and query latency.
     python -m bench.backends --size 100000 --backends sklearn,lancedb
 
 Each backend indexes the same ``--size`` random unit vectors of ``--dim`` (768, the VideoPrism
-width) on a throwaway dataset as ``build_index`` does (``index.compute_index``: pgvector gets
-its vectors 50,000 at a time), with the parameters ``build_index`` gives it
-(``--fiftyone-defaults``: FiftyOne's own). pgvector's index is built
+width) on a throwaway dataset through ``fob.compute_similarity``, with the parameters
+``build_index`` gives it (``--fiftyone-defaults``: FiftyOne's own). pgvector's index is built
 once and queried with each ``--ef-search`` value (a query-time setting). Queries are "hard" (fresh
 random unit vectors: their neighbours are barely closer than anything else) and "easy" (a stored
 vector plus a little noise: a near duplicate). Recall@k compares each backend's top k with
@@ -56,9 +55,12 @@ def _pg_table_bytes(server, dataset, key: str) -> int:
 def _bench(dataset, vectors: np.ndarray, queries: dict[str, np.ndarray], backend: str,
            params: dict, k: int, storage, search: list[dict]) -> list[dict]:
     """Builds one index, then measures each query-time setting of ``search`` on it."""
+    import fiftyone.brain as fob
+
     key = f"bench_{backend}"
     start = time.perf_counter()
-    index.compute_index(dataset, vectors, key, backend=backend, params=params)
+    fob.compute_similarity(dataset, embeddings=vectors, brain_key=key, backend=backend,
+                           **params)
     build_s = time.perf_counter() - start
     start = time.perf_counter()
     results = dataset.load_brain_results(key, cache=False)

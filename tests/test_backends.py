@@ -202,22 +202,3 @@ def test_moments_index_their_windows_on_pgvector(moments_dataset, long_videos, t
     assert [round(c, 5) for c in found.values("videoprism_moments.confidence")] == [
         round(float(s), 5) for s in np.sort(scores)[::-1][:5]]
     dataset.load_brain_results("videoprism_windows").cleanup()
-
-
-def test_pgvector_index_built_in_batches_answers_like_exact_search(
-        random_vectors_dataset, tiny_models, pgvector_uri) -> None:
-    """A field read and added 128 vectors at a time (as a million-vector build is, 50,000 at
-    a time, so memory holds one batch): the same index as one add."""
-    dataset = random_vectors_dataset
-    results = index.build_index(dataset, "videoprism-lvt-base", tiny_models.lvt, "emb", "vpb",
-                                backend="pgvector", batch_size=128,
-                                backend_params={"connection_string": pgvector_uri})
-    assert results.total_index_size == NUM_SAMPLES
-    assert results.config.embeddings_field == "emb"
-    vectors, ids, _ = results.get_embeddings()
-    stored = dict(zip(dataset.values("id"), dataset.values("emb"), strict=True))
-    assert sorted(ids) == sorted(stored)
-    for sample_id, vector in zip(ids, vectors, strict=True):
-        np.testing.assert_allclose(vector, stored[sample_id], atol=1e-6)
-    assert ranking_in_new_process(dataset, QUERY, "vpb", K) == _exact_top_k(dataset, tiny_models)
-    dataset.load_brain_results("vpb").cleanup()

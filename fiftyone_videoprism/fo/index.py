@@ -38,8 +38,6 @@ _SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {"pgvector": {"hnsw_ef_search": 10
 # by default, about 18,000 768-d vectors); past that it goes on much slower. The grant is sized
 # to the graph, capped so that a million-video build asks a shared server for at most 8 GB.
 _PG_BUILD_MEMORY_MB = (64, 8192)
-# Vectors per add for backends whose client converts every vector to Python numbers at once.
-_ADD_BATCHES: dict[str, int] = {"pgvector": 50_000}
 # The text query that checks a new prompt-capable index end to end.
 _CHECK_QUERY = "a video."
 
@@ -69,8 +67,7 @@ def parse_backend_params(items: Iterable[str] | None) -> dict[str, Any]:
 
 def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
                 embeddings: str | np.ndarray, brain_key: str, *, backend: str | None = None,
-                backend_params: Mapping[str, Any] | None = None,
-                batch_size: int | None = None):
+                backend_params: Mapping[str, Any] | None = None):
     """Builds the similarity index ``brain_key`` of ``samples`` over ``embeddings`` (an
     embeddings field, or one vector per sample of ``samples`` in order, as moments index their
     windows' clips) and replaces any index of that key only once the new one works; returns
@@ -79,9 +76,7 @@ def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
     ``model`` is a zoo name and ``model_kwargs`` its load kwargs: the index stores both (paths
     absolute), and every process that answers a text query reloads the model from them.
     ``backend`` is any FiftyOne brain similarity backend (default: the brain config's), and
-    ``backend_params`` its parameters. Backends whose client holds every vector as Python
-    numbers while adding them (pgvector: about 25 GB for a million 768-d vectors) get them
-    ``batch_size`` at a time (:func:`compute_index`).
+    ``backend_params`` its parameters.
 
     Raises:
         IndexBuildError: the new index could not be built or failed its check (the message
@@ -107,8 +102,9 @@ def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
     kwargs = loading.model_kwargs(**(model_kwargs or {}))
     pending = _free_key(f"{brain_key}_pending")
     try:
-        compute_index(samples, embeddings, pending, backend=backend, params=params,
-                      model=model, model_kwargs=kwargs, batch_size=batch_size)
+        fob.compute_similarity(samples, model=model, model_kwargs=kwargs,
+                               embeddings=embeddings, brain_key=pending,
+                               backend=backend, **params)
         _check(dataset, pending, count)
     except Exception as err:
         if dataset.has_brain_run(pending):
@@ -118,39 +114,6 @@ def build_index(samples, model: str, model_kwargs: Mapping[str, Any] | None,
         raise IndexBuildError(f"index '{brain_key}' was not replaced ({kept}): {err}") from err
     _swap(dataset, pending, brain_key)
     return dataset.load_brain_results(brain_key)
-
-
-def compute_index(samples, embeddings: str | np.ndarray, brain_key: str, *, backend: str,
-                  params: Mapping[str, Any], model: str | None = None,
-                  model_kwargs: Mapping[str, Any] | None = None,
-                  batch_size: int | None = None):
-    """``fob.compute_similarity`` of ``embeddings`` (a field, or one vector per sample of
-    ``samples``) under ``brain_key``, with nothing checked or replaced (that is
-    :func:`build_index`'s job); returns the index. Where the backend's client holds every
-    vector as Python numbers while adding them, the vectors go in ``batch_size`` at a time
-    (default: 50,000 for those backends), into an index created empty, and a field's vectors
-    are read a batch at a time too, so memory holds one batch whatever the dataset's size."""
-    import fiftyone.brain as fob
-
-    field = embeddings if isinstance(embeddings, str) else None
-    ids = samples.exists(field).values("id") if field else samples.values("id")
-    batch = batch_size or _ADD_BATCHES.get(backend)
-    if batch is None or len(ids) <= batch:
-        return fob.compute_similarity(samples, model=model, model_kwargs=model_kwargs,
-                                      embeddings=embeddings, brain_key=brain_key,
-                                      backend=backend, **params)
-    results = fob.compute_similarity(samples, model=model, model_kwargs=model_kwargs,
-                                     embeddings=False, embeddings_field=field,
-                                     brain_key=brain_key, backend=backend, **params)
-    for start in range(0, len(ids), batch):
-        chunk = ids[start:start + batch]
-        if field:
-            vectors = np.stack(samples.select(chunk, ordered=True).values(field))
-        else:
-            vectors = embeddings[start:start + batch]
-        results.add_to_index(vectors, chunk)
-    results.save()
-    return results
 
 
 def backend_defaults(backend: str, count: int, dim: int = 768) -> dict[str, Any]:
