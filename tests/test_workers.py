@@ -296,25 +296,32 @@ def test_operators_shard_embeddings_and_windows_over_two_workers(
     assert len(state["top"]) == 3
 
 
-def test_moments_cli_runs_on_workers(mongod_uri, long_videos, tiny_models, installed_plugin,
-                                     tmp_path) -> None:
+def test_moments_cli_runs_on_workers_and_recomputes(mongod_uri, long_videos, tiny_models,
+                                                    installed_plugin, tmp_path) -> None:
     """``moments --workers 2``: the windows of both videos on the workers, then the index and
-    a text query from the command."""
+    a text query from the command; ``--recompute`` on workers embeds both videos again."""
     folder = tmp_path / "videos"
     folder.mkdir()
     for name in ("moving_rgb", "moving_bgr"):
         (folder / f"{name}.mp4").write_bytes(long_videos[name].read_bytes())
     env = _env(mongod_uri, tmp_path)
+    log = tmp_path / "saves.log"
     lvt = tiny_models.lvt
-    with _workers(2, env, tmp_path):
-        done = subprocess.run(
-            [sys.executable, "-m", "fiftyone_videoprism.fo.cli", "moments", str(folder),
-             "--dataset", unique_name("moments_cli"), "--workers", "2", "--window-seconds",
-             "2", "--stride-seconds", "1", "--query", "a red square", "-k", "2",
-             "--model-config", lvt["model_config"], "--checkpoint", lvt["checkpoint_path"],
-             "--tokenizer", lvt["tokenizer_path"]],
-            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "shards: 2 completed; 2/2 videos embedded" in done.stdout
-    assert "Windowed: 2 of 2 videos" in done.stdout
-    assert "22 windows" in done.stdout and "Top 2 moments for 'a red square':" in done.stdout
+    command = [sys.executable, "-m", "fiftyone_videoprism.fo.cli", "moments", str(folder),
+               "--dataset", unique_name("moments_cli"), "--workers", "2", "--window-seconds",
+               "2", "--stride-seconds", "1", "--query", "a red square", "-k", "2",
+               "--model-config", lvt["model_config"], "--checkpoint", lvt["checkpoint_path"],
+               "--tokenizer", lvt["tokenizer_path"]]
+    with _workers(2, {**env, "FVP_TEST_WRITE_LOG": str(log)}, tmp_path):
+        outputs = []
+        for extra in ([], ["--recompute"]):
+            done = subprocess.run(command + extra, env=env, capture_output=True, text=True,
+                                  timeout=600, cwd=ROOT)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            outputs.append(done.stdout)
+            # Both videos saved by the workers, once per run.
+            assert len(log.read_text().splitlines()) == 2 * len(outputs)
+    for out in outputs:
+        assert "shards: 2 completed; 2/2 videos embedded" in out
+        assert "Windowed: 2 of 2 videos" in out
+        assert "22 windows" in out and "Top 2 moments for 'a red square':" in out

@@ -120,6 +120,10 @@ def moments_on_workers(samples, model, model_name: str, model_kwargs: Mapping[st
     kwargs = loading.model_kwargs(**model_kwargs)
     pending = moments.prepare_moments(samples, model, windows_field, model_kwargs=kwargs,
                                       skip_existing=not recompute, **(grid or {}))
+    if recompute:
+        # Shards skip videos that have windows (so a re-queued shard redoes nothing): a
+        # recompute clears them first.
+        pending.clear_sample_field(windows_field)
     return _on_workers(samples, "moments", windows_field, pending.values("id"), num_shards,
                        model_name, kwargs, timeout_s, poll_s, report)
 
