@@ -5,8 +5,10 @@ storage, recall@k against exact search, and query latency.
 
 Each backend indexes the same ``--size`` random unit vectors of ``--dim`` (768, the VideoPrism
 width) on a throwaway dataset through ``fob.compute_similarity``, with the parameters
-``build_index`` gives it (``--fiftyone-defaults``: FiftyOne's own). pgvector's index is built
-once and queried with each ``--ef-search`` value (a query-time setting). Queries are "hard" (fresh
+``build_index`` gives it; ``--builds build_index,fiftyone`` also builds each backend whose
+build parameters ``build_index`` changes with FiftyOne's own, in the same run, and prints the
+build-time ratio. Each index is built once and queried with each ``--ef-search`` value (a
+pgvector query-time setting). Queries are "hard" (fresh
 random unit vectors: their neighbours are barely closer than anything else) and "easy" (a stored
 vector plus a little noise: a near duplicate). Recall@k compares each backend's top k with
 the exact top k of a numpy matrix product; latency is ``results.sort_by_similarity(q, k)`` plus
@@ -93,7 +95,6 @@ def _bench(dataset, vectors: np.ndarray, queries: dict[str, np.ndarray], backend
             row[f"p50_ms_{kind}"] = round(1e3 * statistics.median(times), 1)
             row[f"p95_ms_{kind}"] = round(1e3 * float(np.percentile(times, 95)), 1)
         rows.append(row)
-        print(json.dumps(row), flush=True)
     results.cleanup()
     dataset.delete_brain_run(key)
     return rows
@@ -109,8 +110,9 @@ def main() -> None:
     parser.add_argument("--ef-search", default="40,400",
                         help="pgvector hnsw_ef_search values, one row each (40: the server's "
                              "default)")
-    parser.add_argument("--fiftyone-defaults", action="store_true",
-                        help="build with FiftyOne's parameters, not build_index's")
+    parser.add_argument("--builds", default="build_index",
+                        help="comma-separated: build_index (its parameters) and/or fiftyone "
+                             "(FiftyOne's, for the backends whose build build_index changes)")
     args = parser.parse_args()
     backends = args.backends.split(",")
 
@@ -143,13 +145,18 @@ def main() -> None:
     rows = []
     try:
         for backend in backends:
-            params = ({} if args.fiftyone_defaults
-                      else index.backend_defaults(backend, args.size, args.dim))
-            params.pop("hnsw_ef_search", None)  # a query-time setting, varied below
+            ours = index.backend_defaults(backend, args.size, args.dim)
+            ours.pop("hnsw_ef_search", None)  # a query-time setting, varied below
             search = ([{"hnsw_ef_search": int(ef)} for ef in args.ef_search.split(",")]
                       if backend == "pgvector" else [{}])
-            rows += _bench(dataset, vectors, queries, backend, params, args.k,
-                           storage[backend], search)
+            builds = {"build_index": ours, "fiftyone": {}}
+            for build in args.builds.split(","):
+                if build == "fiftyone" and not ours and "build_index" in args.builds:
+                    continue  # the same build as build_index's
+                for row in _bench(dataset, vectors, queries, backend, builds[build], args.k,
+                                  storage[backend], search):
+                    rows.append({**row, "build": build})
+                    print(json.dumps(rows[-1]), flush=True)
     finally:
         dataset.delete()
         if server is not None:
@@ -163,6 +170,12 @@ def main() -> None:
               f"{r['storage_mb']} | {r['recall_hard']} | {r['recall_easy']} | {r['found_easy']} | "
               f"{r['p50_ms_hard']} / {r['p95_ms_hard']} | {r['p50_ms_easy']} / "
               f"{r['p95_ms_easy']} |")
+    for backend in backends:
+        built = {r["build"]: r["build_s"] for r in rows if r["backend"].split()[0] == backend}
+        if len(built) == 2:
+            print(f"\n{backend} build time, FiftyOne's parameters / build_index's: "
+                  f"{built['fiftyone'] / built['build_index']:.2f}x "
+                  f"({built['fiftyone']} s / {built['build_index']} s, one run)")
 
 
 if __name__ == "__main__":

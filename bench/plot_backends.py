@@ -37,22 +37,25 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     rows = read_rows(args.logs)
-    names = list(dict.fromkeys(r["backend"].split()[0] for r in rows))
+    for r in rows:
+        r["name"] = r["backend"].split()[0] + (
+            " (FiftyOne's build)" if r.get("build") == "fiftyone" else "")
+    names = list(dict.fromkeys(r["name"] for r in rows))
     color = {name: f"C{i}" for i, name in enumerate(names)}
     marker = {size: m for size, m in zip(sorted({r["size"] for r in rows}), "^os")}
     fig, (build, tradeoff) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in names:
         # One build per backend and size (the pgvector rows of one build differ in search).
-        built = {r["size"]: r["build_s"] for r in rows if r["backend"].split()[0] == name}
+        built = {r["size"]: r["build_s"] for r in rows if r["name"] == name}
         sizes = sorted(built)
         build.plot(sizes, [built[s] for s in sizes], color=color[name], marker="o", label=name)
     build.set(xscale="log", yscale="log", xlabel="vectors (768-d)", ylabel="build time, s",
               title="Building the index")
     build.legend()
     for r in rows:
-        name, *settings = r["backend"].split()
-        search = [p.split("=")[1] for p in settings if p.startswith("hnsw_ef_search=")]
-        tradeoff.scatter(r["p50_ms_hard"], r["recall_hard"], color=color[name],
+        search = [p.split("=")[1] for p in r["backend"].split()
+                  if p.startswith("hnsw_ef_search=")]
+        tradeoff.scatter(r["p50_ms_hard"], r["recall_hard"], color=color[r["name"]],
                          marker=marker[r["size"]])
         if search:
             tradeoff.annotate(f"ef {search[0]}", (r["p50_ms_hard"], r["recall_hard"]),

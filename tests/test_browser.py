@@ -94,8 +94,10 @@ def _shot(page, name: str, *, docs: bool = False) -> None:
         page.screenshot(path=str(DOCS / name))
 
 
-def _open_app(page, app_url: str, dataset, pages: list[list[str]]) -> None:
-    """Opens the App's grid on ``dataset``, recording every grid page into ``pages``."""
+def _open_app(page, app_url: str, dataset, pages: list[list[str]],
+              view: str | None = None) -> None:
+    """Opens the App's grid on ``dataset`` (its saved ``view``, if given), recording every
+    grid page into ``pages``."""
     def record(response) -> None:
         if response.url.endswith("/graphql") and response.ok:
             ids = _grid_ids(response.json())
@@ -103,7 +105,7 @@ def _open_app(page, app_url: str, dataset, pages: list[list[str]]) -> None:
                 pages.append(ids)
 
     page.on("response", record)
-    page.goto(f"{app_url}/datasets/{dataset.name}")
+    page.goto(f"{app_url}/datasets/{dataset.name}" + (f"?view={view}" if view else ""))
     page.locator('[title="Click to expand"]').first.wait_for(timeout=120_000)
     _dismiss(page)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_browser import ARTIFACTS, _grid_ids, browser  # noqa: F401  (the browser fixture)
+from test_browser import _open_app, _shot, browser  # noqa: F401  (the browser fixture)
 
 from fiftyone_videoprism.fo import moments
 from fiftyone_videoprism.fo.model import VideoPrismModel, VideoPrismModelConfig
@@ -36,20 +36,8 @@ def test_text_search_on_the_windows_clips_view(windows_dataset, app_url, browser
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     pages: list[list[str]] = []
-
-    def record(response) -> None:
-        if response.url.endswith("/graphql") and response.ok:
-            got = _grid_ids(response.json())
-            if got is not None:
-                pages.append(got)
-
-    page.on("response", record)
-    page.goto(f"{app_url}/datasets/{dataset.name}?view=windows")
-    page.locator('[title="Click to expand"]').first.wait_for(timeout=120_000)
+    _open_app(page, app_url, dataset, pages, view="windows")
     assert pages and set(pages[-1]) <= set(ids)  # the grid shows the windows' clips
-    dismiss = page.get_by_text("Dismiss")
-    if dismiss.count():
-        dismiss.click()
     page.locator("body").press("`")
     page.keyboard.type("moments")
     for label in ("Compute moments", "Find moments", "Tag moments"):
@@ -61,8 +49,7 @@ def test_text_search_on_the_windows_clips_view(windows_dataset, app_url, browser
     box.fill(QUERY)
     box.press("Enter")
     page.get_by_text("Completed").first.wait_for(timeout=120_000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser_moments.png"))
+    _shot(page, "browser_moments.png")
     # The panel ranked the clips view's windows; its stored run holds the ranking. (Its "Show
     # results" button selects those IDs on the dataset and drops the clips stage in FiftyOne
     # 1.22, so the grid would show nothing: the Find moments operator opens the clips view.)

@@ -397,9 +397,8 @@ def _moments(args: argparse.Namespace) -> int:
     backend_params = index.parse_backend_params(args.backend_params)
     if args.workers:
         _on_workers(functools.partial(shards.moments_on_workers, dataset, model, args.model,
-                                      model_kwargs, args.field, grid=grid), args, "Windowed")
-        moments.index_moments(dataset, args.field, backend=args.backend,
-                              backend_params=backend_params)
+                                      model_kwargs, args.field, grid=grid, backend=args.backend,
+                                      backend_params=backend_params), args, "Windowed")
     else:
         stats = moments.compute_moments(dataset, model, args.field, model_kwargs=model_kwargs,
                                         skip_existing=not args.recompute, backend=args.backend,

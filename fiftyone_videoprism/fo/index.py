@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 
 # Parameters chosen where FiftyOne's defaults lose recall or time, as measured with
 # bench/backends.py (README, "Similarity indexes"). pgvector's HNSW search list defaults to the
-# server's 40, which on 100,000 random unit vectors found 5% of the true top 10 of random
-# queries and 59% of near duplicates; 1000 (pgvector's largest) found 49% and all of them, at
-# 165 ms a query against 31. Recall comes first: the largest. Parameters the caller gives win.
+# server's 40, which on 100,000 random unit vectors found 4% of the true top 10 of random
+# queries and 73% of near duplicates; 1000 (pgvector's largest) found 47% and all of them, at
+# 177 ms a query against 28. Recall comes first: the largest. Parameters the caller gives win.
 _SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {"pgvector": {"hnsw_ef_search": 1000}}
 # pgvector builds its HNSW graph fast only while the graph fits in maintenance_work_mem (64 MB
 # by default, about 18,000 768-d vectors); past that it goes on much slower. The grant is sized

@@ -325,23 +325,15 @@ class ComputeMoments(foo.Operator):
         model, kwargs = model_from_form(ctx)
         field = ctx.params.get("windows_field") or DEFAULT_WINDOWS_FIELD
         skip = bool(ctx.params.get("skip_existing", True))
-        workers = ctx.params.get("workers") or 0
-        if workers:
-            status = yield from run_with_progress(
-                ctx, "Embedding windows on workers",
-                lambda progress: shards.moments_on_workers(
-                    target, model, ctx.params.get("model", DEFAULT_MODEL), kwargs, field, workers,
-                    grid=grid_params(ctx), recompute=not skip, report=progress),
-                throttle=False)
-            moments.index_moments(target._root_dataset, field, **backend_params(ctx))
-            stats = shards.stats_of(target, field, status)
-        else:
-            stats = yield from run_with_progress(
-                ctx, "Embedding windows",
-                lambda progress: moments.compute_moments(
-                    target, model, field, model_kwargs=kwargs, progress=progress,
-                    skip_existing=skip, **backend_params(ctx), **grid_params(ctx)),
-            )
+        stats = yield from run_here_or_on_workers(
+            ctx, target, field, "Embedding windows",
+            lambda progress: moments.compute_moments(
+                target, model, field, model_kwargs=kwargs, progress=progress,
+                skip_existing=skip, **backend_params(ctx), **grid_params(ctx)),
+            lambda workers, report: shards.moments_on_workers(
+                target, model, ctx.params.get("model", DEFAULT_MODEL), kwargs, field, workers,
+                grid=grid_params(ctx), recompute=not skip, report=report,
+                **backend_params(ctx)))
         yield from finish(ctx, f"Windows of {stats.written} videos in '{field}'; search them "
                                f"on the clips view of '{field}'", stats)
 
@@ -670,18 +662,30 @@ def embed_with_progress(ctx, target, model, model_kwargs: dict[str, Any], field:
                         recompute: bool) -> Generator[Any, None, runs.RunStats]:
     """Embeds ``target`` into ``field`` here, or on the form's number of workers, reporting
     progress (use with ``yield from``)."""
+    return (yield from run_here_or_on_workers(
+        ctx, target, field, "Embedding videos",
+        lambda progress: runs.compute_embeddings(target, model, field,
+                                                  skip_existing=not recompute,
+                                                  progress=progress),
+        lambda workers, report: shards.embed_on_workers(
+            target, model, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field, workers,
+            recompute=recompute, report=report)))
+
+
+def run_here_or_on_workers(ctx, target, field: str, label: str,
+                           here: Callable[[Callable], runs.RunStats],
+                           on_workers: Callable[[int, Callable], shards.ShardProgress],
+                           ) -> Generator[Any, None, runs.RunStats]:
+    """``here(progress)`` when the form's *Workers* is 0, else ``on_workers(n, report)``
+    (a sharded run of :mod:`fiftyone_videoprism.fo.shards` writing ``field``), reporting
+    progress either way; returns the run's stats (use with ``yield from``)."""
     workers = ctx.params.get("workers") or 0
     if not workers:
-        return (yield from run_with_progress(
-            ctx, "Embedding videos",
-            lambda progress: runs.compute_embeddings(target, model, field,
-                                                      skip_existing=not recompute,
-                                                      progress=progress)))
-    status = yield from run_with_progress(
-        ctx, "Embedding videos on workers",
-        lambda progress: shards.embed_on_workers(
-            target, model, ctx.params.get("model", DEFAULT_MODEL), model_kwargs, field, workers,
-            recompute=recompute, report=progress), throttle=False)
+        return (yield from run_with_progress(ctx, label, here))
+    # Shard progress changes once a poll at most: every report is shown.
+    status = yield from run_with_progress(ctx, f"{label} on workers",
+                                          lambda report: on_workers(workers, report),
+                                          throttle=False)
     return shards.stats_of(target, field, status)
 
 

@@ -109,12 +109,15 @@ def embed_on_workers(samples, model, model_name: str, model_kwargs: Mapping[str,
 def moments_on_workers(samples, model, model_name: str, model_kwargs: Mapping[str, Any],
                        windows_field: str, num_shards: int, *,
                        grid: Mapping[str, float] | None = None, recompute: bool = False,
+                       backend: str | None = None,
+                       backend_params: Mapping[str, Any] | None = None,
                        timeout_s: float = DEFAULT_TIMEOUT_S, poll_s: float = 1.0,
                        report: Callable[[ShardProgress], None] | None = None) -> ShardProgress:
-    """:func:`embed_on_workers` for the windows of moments: declares the windows field and
-    its store (:func:`fiftyone_videoprism.fo.moments.prepare_moments`), queues shards of the
-    videos without windows and waits for them. The caller builds the index
-    (:func:`fiftyone_videoprism.fo.moments.index_moments`) once this returns."""
+    """:func:`~fiftyone_videoprism.fo.moments.compute_moments` with the windows embedded on
+    workers: declares the windows field, its store and record
+    (:func:`~fiftyone_videoprism.fo.moments.prepare_moments`), queues shards of the videos
+    without windows, waits for them, then builds the index
+    (:func:`~fiftyone_videoprism.fo.moments.index_moments`, on ``backend``)."""
     from fiftyone_videoprism.fo import loading, moments
 
     kwargs = loading.model_kwargs(**model_kwargs)
@@ -124,8 +127,11 @@ def moments_on_workers(samples, model, model_name: str, model_kwargs: Mapping[st
         # Shards skip videos that have windows (so a re-queued shard redoes nothing): a
         # recompute clears them first.
         pending.clear_sample_field(windows_field)
-    return _on_workers(samples, "moments", windows_field, pending.values("id"), num_shards,
-                       model_name, kwargs, timeout_s, poll_s, report)
+    status = _on_workers(samples, "moments", windows_field, pending.values("id"), num_shards,
+                         model_name, kwargs, timeout_s, poll_s, report)
+    moments.index_moments(samples._root_dataset, windows_field, backend=backend,
+                          backend_params=backend_params)
+    return status
 
 
 def _on_workers(samples, job: str, field: str, ids: list[str], num_shards: int,
